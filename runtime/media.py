@@ -1,0 +1,102 @@
+"""Write generated samples to files: text, PNG grid, GIF, MIDI, ASCII.
+
+Pillow (PNG/GIF) and mido (MIDI) are the optional ``media`` extra; they are imported only here,
+only when such a file is written.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+EXTENSIONS = {"text": ".txt", "image": ".png", "video": ".gif", "level": ".txt",
+              "music": ".mid", "dialogue": ".txt", "recommend": ".json"}
+NOTE_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+
+
+def _need(module: str):
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise RuntimeError(f"writing this file needs {module}: pip install '.[media]'") from None
+
+
+def note_name(pitch: int) -> str:
+    return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+def image_grid(images: np.ndarray, pad: int = 2) -> np.ndarray:
+    """Tile (n, H, W) uint8 images into one near-square grid with a dark border."""
+    n, h, w = images.shape
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = int(np.ceil(n / cols))
+    grid = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad), dtype=np.uint8)
+    for i, img in enumerate(images):
+        r, c = divmod(i, cols)
+        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + c * (w + pad): pad + c * (w + pad) + w] = img
+    return grid
+
+
+def write_png(path: Path, images: np.ndarray, scale: int = 3) -> None:
+    image = _need("PIL.Image")
+    grid = image_grid(images)
+    image.fromarray(grid, mode="L").resize((grid.shape[1] * scale, grid.shape[0] * scale),
+                                           image.NEAREST).save(path)
+
+
+def write_gif(path: Path, frames: np.ndarray, scale: int = 3, ms_per_frame: int = 120) -> None:
+    image = _need("PIL.Image")
+    pics = [image.fromarray(f, mode="L").resize((f.shape[1] * scale, f.shape[0] * scale),
+                                                image.NEAREST) for f in frames]
+    pics[0].save(path, save_all=True, append_images=pics[1:], duration=ms_per_frame, loop=0)
+
+
+def write_midi(path: Path, pitches, ticks_per_step: int = 240, velocity: int = 80) -> None:
+    mido = _need("mido")
+    mid = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    mid.tracks.append(track)
+    track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(100), time=0))
+    rest = 0
+    for p in pitches:
+        if p is None or p < 0:   # a rest
+            rest += ticks_per_step
+            continue
+        track.append(mido.Message("note_on", note=int(p), velocity=velocity, time=rest))
+        track.append(mido.Message("note_off", note=int(p), velocity=0, time=ticks_per_step))
+        rest = 0
+    mid.save(str(path))
+
+
+def write_sample(kind: str, result, path: Path, options: dict) -> str:
+    """Write ``result`` of ``kind`` to ``path``; return a short human-readable summary."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "text":
+        path.write_text(result + "\n", encoding="utf-8")
+        return (options.get("prompt") or "") + result
+    if kind == "image":
+        write_png(path, result)
+        return f"{result.shape[0]} images of {result.shape[1]}x{result.shape[2]} (grid)"
+    if kind == "video":
+        write_gif(path, result)
+        return f"{result.shape[0]} frames of {result.shape[1]}x{result.shape[2]}"
+    if kind == "level":
+        path.write_text("\n".join(result) + "\n", encoding="utf-8")
+        return "\n".join(result)
+    if kind == "music":
+        write_midi(path, result)
+        return " ".join(note_name(p) if p >= 0 else "rest" for p in result)
+    if kind == "dialogue":
+        history = list(options.get("history") or [])
+        turns = history + [result]
+        speakers = ["user" if i % 2 == 0 else "system" for i in range(len(history))] + ["system"]
+        lines = [f"{who}: {text}" for who, text in zip(speakers, turns)]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return "\n".join(lines)
+    if kind == "recommend":
+        path.write_text(json.dumps({"history": options.get("history", []), "slate": result}) + "\n")
+        return f"history {options.get('history', [])} -> slate {result}"
+    raise ValueError(f"no writer for kind {kind!r}")

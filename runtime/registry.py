@@ -1,0 +1,238 @@
+"""Model registry: finds ``manifest.json``, verifies files and caches sessions per process.
+
+Every file is read once, its sha256 compared with the manifest *before* onnxruntime sees it,
+and the verified bytes are what the session is built from (no check-then-reload race).
+Sessions and JSON side files are cached per (models dir, file) behind a lock, so threads share
+one session per model; onnxruntime's ``run`` is itself thread-safe.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from runtime.errors import ModelError
+
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 1
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_lock = threading.RLock()
+_manifests: dict[Path, tuple[float, dict]] = {}
+_sessions: dict[tuple, object] = {}
+_json_files: dict[tuple, object] = {}
+_settings = {"threads": 1, "low_memory": False}
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
+              "tensor(int32)": "int32", "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
+
+
+def configure(*, threads: int | None = None, low_memory: bool | None = None) -> None:
+    """Session settings for sessions created from now on.
+
+    ``threads``: intra-op threads per session (default 1: the models are small, and one thread
+    gives the lowest per-call latency and lets an app run several generators side by side).
+    ``low_memory``: turn off onnxruntime's memory arena and memory-pattern planning (lowest
+    peak RSS on small devices, slightly slower). Also settable with the environment variables
+    RUNTIME_THREADS and RUNTIME_LOW_MEMORY=1.
+    """
+    from runtime.options import check_bool, check_int
+
+    with _lock:
+        if threads is not None:
+            _settings["threads"] = check_int("threads", threads, 1, 256)
+        if low_memory is not None:
+            _settings["low_memory"] = check_bool("low_memory", low_memory)
+
+
+def _env_settings() -> dict:
+    settings = dict(_settings)
+    if os.environ.get("RUNTIME_THREADS", "").isdigit():
+        settings["threads"] = max(1, int(os.environ["RUNTIME_THREADS"]))
+    if os.environ.get("RUNTIME_LOW_MEMORY") == "1":
+        settings["low_memory"] = True
+    return settings
+
+
+def default_models_dir() -> Path:
+    """``RUNTIME_MODELS_DIR``, else the models installed with the package, else the checkout's."""
+    if os.environ.get("RUNTIME_MODELS_DIR"):
+        return Path(os.environ["RUNTIME_MODELS_DIR"])
+    installed = _PACKAGE_DIR / "exported"
+    if (installed / MANIFEST).exists():
+        return installed
+    return _PACKAGE_DIR.parent / "exported"
+
+
+def resolve(models_dir) -> Path:
+    if models_dir is None:
+        return default_models_dir()
+    if not isinstance(models_dir, (str, os.PathLike)):
+        raise ValueError(f"models_dir must be a path, got {type(models_dir).__name__}")
+    return Path(models_dir)
+
+
+def manifest(models_dir=None) -> dict:
+    """The parsed manifest (re-read when the file changes)."""
+    root = resolve(models_dir)
+    path = root / MANIFEST
+    try:
+        mtime = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        if not root.exists():
+            raise ModelError(f"models directory {root} does not exist: pass models_dir= or set "
+                             f"RUNTIME_MODELS_DIR, or reinstall the package") from None
+        raise ModelError(f"{path} is missing: run `python -m trainer export all` or restore "
+                         f"the exported/ folder") from None
+    with _lock:
+        cached = _manifests.get(root)
+        if cached and cached[0] == mtime:
+            return cached[1]
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{path} is not valid JSON ({exc}): restore it from the "
+                             f"distribution or re-export") from None
+        if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+            raise ModelError(f"{path} has no 'models' table: restore it or re-export")
+        version = data.get("format_version")
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ModelError(f"{path} has format_version {version!r}; this runtime reads up to "
+                             f"{FORMAT_VERSION}: upgrade the runtime package")
+        _manifests[root] = (mtime, data)
+        return data
+
+
+def entry(kind: str, models_dir=None) -> dict:
+    models = manifest(models_dir)["models"]
+    if kind not in models:
+        raise ModelError(f"no model for {kind!r} in {resolve(models_dir) / MANIFEST}; "
+                         f"available: {', '.join(sorted(models)) or 'none'}")
+    return models[kind]
+
+
+def file_entry(kind: str, role: str, models_dir=None) -> dict:
+    files = entry(kind, models_dir).get("files", {})
+    if role not in files:
+        raise ModelError(f"the manifest entry of {kind!r} has no {role!r} file "
+                         f"(has: {', '.join(sorted(files))}): re-export {kind}")
+    return files[role]
+
+
+def read_verified(kind: str, role: str, models_dir=None) -> bytes:
+    """The bytes of a model file after checking size and sha256 against the manifest."""
+    root = resolve(models_dir)
+    fe = file_entry(kind, role, root)
+    path = root / fe["file"]
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"{path} is missing (listed in the manifest for {kind!r}): restore "
+                         f"exported/ or re-export {kind}") from None
+    if len(data) != fe.get("bytes", len(data)):
+        raise ModelError(f"{path} has {len(data)} bytes, the manifest says {fe['bytes']}: the "
+                         f"file is truncated or replaced; restore it or re-export {kind}")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != fe.get("sha256"):
+        raise ModelError(f"{path} fails its sha256 check (got {digest[:12]}..., manifest "
+                         f"{str(fe.get('sha256'))[:12]}...): the file is corrupted or tampered "
+                         f"with; restore it or re-export {kind}")
+    return data
+
+
+def _role_for(kind: str, role: str, precision: str, models_dir) -> str:
+    if precision == "fp32":
+        return role
+    if precision != "int8":
+        raise ValueError(f"precision must be one of fp32, int8; got {precision!r}")
+    files = entry(kind, models_dir).get("files", {})
+    if f"{role}_int8" not in files:
+        raise ValueError(f"precision='int8' is not available for {kind!r}: it ships fp32 only")
+    return f"{role}_int8"
+
+
+def session(kind: str, role: str, models_dir=None, precision: str = "fp32"):
+    """A verified, cached ``onnxruntime.InferenceSession`` for ``kind``'s ``role`` model."""
+    root = resolve(models_dir)
+    role = _role_for(kind, role, precision, root)
+    fe = file_entry(kind, role, root)
+    settings = _env_settings()
+    key = (root, fe["file"], fe["sha256"], settings["threads"], settings["low_memory"])
+    with _lock:
+        sess = _sessions.get(key)
+        if sess is None:
+            sess = _load_session(kind, role, root, fe, settings)
+            _sessions[key] = sess
+        return sess
+
+
+def _load_session(kind: str, role: str, root: Path, fe: dict, settings: dict):
+    import onnxruntime as ort
+
+    data = read_verified(kind, role, root)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = settings["threads"]
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    if settings["low_memory"]:
+        opts.enable_cpu_mem_arena = False
+        opts.enable_mem_pattern = False
+    try:
+        sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises several private exception types
+        raise ModelError(f"{root / fe['file']} cannot be loaded by onnxruntime "
+                         f"{ort.__version__}: {str(exc).splitlines()[0][:300]}; re-export "
+                         f"{kind} with a compatible opset") from None
+    _check_io(sess.get_inputs(), fe.get("inputs"), "inputs", root / fe["file"], kind)
+    _check_io(sess.get_outputs(), fe.get("outputs"), "outputs", root / fe["file"], kind)
+    return sess
+
+
+def _check_io(actual, expected, what: str, path: Path, kind: str) -> None:
+    if expected is None:
+        return
+    got = [(a.name, _ORT_TYPES.get(a.type, a.type)) for a in actual]
+    want = [(e["name"], e["dtype"]) for e in expected]
+    if got != want:
+        raise ModelError(f"{path} has {what} {got} but the manifest declares {want}: the model "
+                         f"and manifest do not belong together; re-export {kind}")
+
+
+def load_json(kind: str, role: str, models_dir=None):
+    """A verified, cached JSON side file (vocabulary, catalogue, templates)."""
+    root = resolve(models_dir)
+    fe = file_entry(kind, role, root)
+    key = (root, fe["file"], fe["sha256"])
+    with _lock:
+        if key not in _json_files:
+            data = read_verified(kind, role, root)
+            try:
+                _json_files[key] = json.loads(data.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise ModelError(f"{root / fe['file']} is not valid JSON ({exc}); re-export "
+                                 f"{kind}") from None
+        return _json_files[key]
+
+
+def run(sess, feeds: dict) -> list[np.ndarray]:
+    """``sess.run`` with onnxruntime failures turned into ModelError (never a raw traceback)."""
+    try:
+        return sess.run(None, feeds)
+    except Exception as exc:
+        raise ModelError(f"onnxruntime failed to run a model: {str(exc).splitlines()[0][:300]}") \
+            from None
+
+
+def clear_cache() -> None:
+    with _lock:
+        _manifests.clear()
+        _sessions.clear()
+        _json_files.clear()
+
+
+def session_count() -> int:
+    return len(_sessions)
