@@ -88,8 +88,8 @@ class Checkpointer:
 
     ``restore()`` returns the step of the last checkpoint (0 when starting fresh), so a training
     loop written as ``for step in range(ckpt.restore(), total)`` resumes after a crash.
-    Non-chief workers of a multi-worker run write to a temporary directory (TensorFlow's
-    recommended pattern) so that all workers take part in the save.
+    Non-chief workers of a multi-worker run write to ``checkpoints-<task>-<id>`` beside the
+    chief's (every worker must take part in a save; only the chief's is used for export).
     """
 
     def __init__(self, work_dir, max_to_keep: int = 2, strategy=None, **trackables):
@@ -98,8 +98,9 @@ class Checkpointer:
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="checkpoint_step")
         self.directory = Path(work_dir) / "checkpoints"
         if not is_chief(strategy):
-            import tempfile
-            self.directory = Path(tempfile.mkdtemp(prefix="ckpt-worker-"))
+            # every worker must take part in the save; non-chiefs write beside the chief's
+            resolver = strategy.extended._cluster_resolver
+            self.directory = Path(work_dir) / f"checkpoints-{resolver.task_type}-{resolver.task_id}"
         self.checkpoint = tf.train.Checkpoint(step=self.step, **trackables)
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory),
                                                   max_to_keep=max_to_keep)
