@@ -30,6 +30,28 @@ class ExportError(RuntimeError):
     """The exported model does not reproduce TensorFlow, or fails the ONNX checker."""
 
 
+# When set (see capture_tf_functions), exports record their TensorFlow functions instead of
+# converting and writing anything: benchmarks use this to run the runtime's own generation
+# loop with TensorFlow as the engine, on the same weights.
+_capture: dict | None = None
+
+
+@contextlib.contextmanager
+def capture_tf_functions():
+    """Within this block a kind's ``export()`` writes nothing and fills the yielded dict with
+    ``(kind, role) -> (tf.function, input_signature)``."""
+    global _capture
+    previous, _capture = _capture, {}
+    try:
+        yield _capture
+    finally:
+        _capture = previous
+
+
+def _captured_entry(kind: str, role: str) -> dict:
+    return {"file": f"{kind}-{role}-captured", "sha256": "", "bytes": 0}
+
+
 # ---------------------------------------------------------------------------- atomic files
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
@@ -131,14 +153,18 @@ def export_tf_function(fn, input_signature, *, kind: str, role: str, out_dir, sa
     TensorFlow and onnxruntime; by default random inputs are drawn from the signature.
     Raises ``ExportError`` if the max abs difference of float outputs exceeds ``tol``.
     """
-    import onnx
     import tensorflow as tf
-    import tf2onnx
 
     for spec in input_signature:
         if not spec.name:
             raise ValueError("every TensorSpec in input_signature needs a name (the ONNX input name)")
     tf_fn = tf.function(fn, input_signature=input_signature)  # fine if fn already is one
+    if _capture is not None:
+        _capture[(kind, role)] = (tf_fn, input_signature)
+        return _captured_entry(kind, role)
+    import onnx
+    import tf2onnx
+
     model_proto, _ = tf2onnx.convert.from_function(tf_fn, input_signature=input_signature,
                                                     opset=opset)
     try:
@@ -176,6 +202,8 @@ def export_onnx_bytes(model_proto, *, kind: str, role: str, out_dir, opset: int)
 
 def quantize_int8(entry: dict, *, kind: str, role: str, out_dir, op_types=None) -> dict:
     """Dynamic int8 quantization (weights int8, activations quantized on the fly)."""
+    if _capture is not None:
+        return _captured_entry(kind, role)
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -256,6 +284,8 @@ def _remove_unreferenced(out_dir: Path, manifest: dict) -> None:
 def write_entry(out_dir, kind: str, files: dict, config: dict, metrics: dict | None = None,
                 notes: str = "") -> dict:
     """Atomically add/replace the manifest entry of ``kind`` (all its files already written)."""
+    if _capture is not None:
+        return {}
     out_dir = Path(out_dir)
     for role, f in files.items():
         data = (out_dir / f["file"]).read_bytes()

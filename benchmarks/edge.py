@@ -1,0 +1,202 @@
+"""Size / speed / memory of every kind: runtime fp32 and int8 against TensorFlow, one run.
+
+    python -m benchmarks edge [--kinds text,image] [--repeats 30] [--no-tf]
+
+Each configuration runs in its own fresh subprocess, so import time and peak RSS are those of
+a process that does only that:
+
+- ``runtime fp32`` / ``runtime int8``: ``import runtime`` + the first ``generate`` (seconds),
+  then ``--repeats`` timed calls (p50, p95, calls/s) and the process's peak RSS.
+- ``tensorflow``: the *same generation code* (runtime/<kind>.py) with every onnxruntime session
+  replaced by the trainer's ``tf.function`` on the same weights (the checkpoint in
+  ``runs/<kind>/full``, captured through ``trainer.export.capture_tf_functions``), so the
+  difference is the engine alone. Import + first result includes importing TensorFlow and
+  restoring the checkpoint.
+
+Writes ``benchmarks/results.md`` and prints the same table.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# One representative call per kind.
+WORK = {
+    "text": {"prompt": "The ", "max_tokens": 64, "temperature": 0.8},
+    "image": {"n": 1},
+    "video": {"frames": 16},
+    "level": {"size": 16, "difficulty": 0.5},
+    "music": {"bars": 4, "key": "C"},
+    "dialogue": {"history": ["I want cheap italian food in the north"]},
+    "recommend": {"history": [3, 17, 42], "k": 5},
+}
+
+CHILD = r"""
+import json, resource, sys, time
+t0 = time.perf_counter()
+kind, engine, repeats, opts = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
+precision = "int8" if engine == "int8" else "fp32"
+if engine == "tensorflow":
+    sys.path.insert(0, sys.argv[5])
+    from benchmarks.edge import use_tensorflow_engine
+    use_tensorflow_engine(kind)
+import runtime
+def call(seed):
+    out = runtime.generate(kind, seed=seed, precision=precision, **opts)
+    return list(out) if opts.get("stream") else out
+call(0)
+first = time.perf_counter() - t0
+times = []
+for i in range(repeats):
+    t = time.perf_counter(); call(i + 1); times.append(time.perf_counter() - t)
+times.sort()
+print(json.dumps({"first_s": first, "p50_s": times[len(times) // 2],
+                  "p95_s": times[min(len(times) - 1, int(0.95 * len(times)))],
+                  "per_s": len(times) / sum(times),
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+class TFSession:
+    """Looks like an onnxruntime session to runtime/<kind>.py; runs a tf.function."""
+
+    class _Arg:
+        def __init__(self, name):
+            self.name = name
+
+    def __init__(self, fn, signature, output_names):
+        self.fn, self.signature = fn, signature
+        self._inputs = [self._Arg(s.name) for s in signature]
+        self._outputs = [self._Arg(n) for n in output_names]
+
+    def get_inputs(self):
+        return self._inputs
+
+    def get_outputs(self):
+        return self._outputs
+
+    def run(self, output_names, feeds):
+        import tensorflow as tf
+
+        out = self.fn(*[tf.constant(feeds[s.name]) for s in self.signature])
+        if isinstance(out, dict):
+            out = [out[k] for k in sorted(out)]
+        elif not isinstance(out, (list, tuple)):
+            out = [out]
+        values = [o.numpy() for o in out]
+        if output_names:
+            index = {a.name: i for i, a in enumerate(self._outputs)}
+            values = [values[index[n]] for n in output_names]
+        return values
+
+
+def use_tensorflow_engine(kind: str) -> None:
+    """Swap the runtime's sessions of ``kind`` for the trainer's tf.functions (full weights)."""
+    import tempfile
+
+    from runtime import registry
+    from trainer.__main__ import _module
+    from trainer.export import capture_tf_functions
+
+    mod = _module(kind)
+    cfg = mod.PROFILES["full"]
+    work = ROOT / "runs" / kind / "full"
+    if not (work / "checkpoints").exists() and not any(work.glob("*")):
+        print(f"note: no checkpoint in {work}; TensorFlow runs untrained weights of the same "
+              f"architecture", file=sys.stderr)
+    with capture_tf_functions() as captured, tempfile.TemporaryDirectory() as tmp:
+        mod.export(cfg, work, Path(tmp))
+    shipped = registry.entry(kind)["files"]
+    sessions = {}
+    for (k, role), (fn, sig) in captured.items():
+        outputs = [o["name"] for o in shipped.get(role, {}).get("outputs", [])]
+        sessions[role] = TFSession(fn, sig, outputs)
+    original = registry.session
+
+    def session(k, role, models_dir=None, precision="fp32"):
+        if k == kind and role in sessions:
+            return sessions[role]
+        return original(k, role, models_dir, precision)
+
+    registry.session = session
+
+
+def measure(kind: str, engine: str, repeats: int) -> dict:
+    cmd = [sys.executable, "-c", CHILD, kind, engine, str(repeats), json.dumps(WORK[kind]),
+           str(ROOT)]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env, timeout=1800)
+    if out.returncode != 0:
+        return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1][:200]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def sizes(kind: str) -> tuple[int, int | None]:
+    import runtime
+
+    files = runtime.info(kind)["files"]
+    models = {r: f for r, f in files.items() if f["file"].endswith(".onnx")}
+    fp32 = sum(f["bytes"] for r, f in models.items() if not r.endswith("_int8"))
+    if not any(r.endswith("_int8") for r in models):
+        return fp32, None
+    int8 = sum(models.get(f"{r}_int8", f)["bytes"] for r, f in models.items()
+               if not r.endswith("_int8"))
+    return fp32, int8
+
+
+def _fmt_ms(s):
+    return f"{s * 1000:.2f}" if s is not None else "-"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks edge")
+    parser.add_argument("--kinds", default=None, help="comma separated (default: all shipped)")
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--no-tf", action="store_true", help="skip the TensorFlow column")
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.md"))
+    args = parser.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    import runtime
+
+    kinds = args.kinds.split(",") if args.kinds else runtime.available()
+    rows = []
+    for kind in kinds:
+        fp32_bytes, int8_bytes = sizes(kind)
+        engines = ["fp32"] + (["int8"] if int8_bytes else []) + ([] if args.no_tf else ["tensorflow"])
+        results = {e: measure(kind, e, args.repeats) for e in engines}
+        tf_p50 = results.get("tensorflow", {}).get("p50_s")
+        for engine, r in results.items():
+            ratio = (f"{tf_p50 / r['p50_s']:.1f}x" if tf_p50 and "p50_s" in r and engine != "tensorflow"
+                     else "")
+            rows.append((kind, engine, fp32_bytes if engine != "int8" else int8_bytes, r, ratio))
+            print(kind, engine, json.dumps(r), ratio, file=sys.stderr)
+    header = (f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} "
+              f"({os.cpu_count()} cores, Python {platform.python_version()}), one process per "
+              f"row, {args.repeats} timed calls after the first. Work per call: "
+              + "; ".join(f"{k}: {json.dumps(WORK[k])}" for k in kinds) + ".\n")
+    lines = [header,
+             "| kind | engine | model bytes | import + first result s | p50 ms | p95 ms | "
+             "calls/s | peak RSS MB | TF p50 / this p50 |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for kind, engine, nbytes, r, ratio in rows:
+        if "error" in r:
+            lines.append(f"| {kind} | {engine} | {nbytes or '-'} | error: {r['error']} | | | | | |")
+            continue
+        lines.append(f"| {kind} | {engine} | {nbytes:,} | {r['first_s']:.2f} | {_fmt_ms(r['p50_s'])} "
+                     f"| {_fmt_ms(r['p95_s'])} | {r['per_s']:.1f} | {r['peak_rss_mb']:.0f} | {ratio} |")
+    table = "\n".join(lines) + "\n"
+    print(table)
+    Path(args.out).write_text("# Edge benchmark\n\n" + table)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
