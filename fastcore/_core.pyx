@@ -343,7 +343,8 @@ def train_q(env, q, episodes, *, alpha=0.1, gamma=0.9, epsilon=0.1, epsilon_deca
     """Trains a tabular agent on ``env`` for ``episodes`` episodes entirely in C (GIL released).
 
     ``q``: float64 C-contiguous ``(env.n_states, env.n_actions)``, updated IN PLACE (call again to
-    continue training; pass a new ``seed`` or the previous run continues with a fresh stream).
+    continue training; the generator restarts from ``seed`` on every call, so pass a different
+    seed to continue with fresh randomness).
     ``algorithm``: ``"q"`` (Q-learning), ``"expected_sarsa"`` or ``"double_q"`` (needs ``q2``, a
     second table of the same shape; actions are greedy on ``q + q2``).
     Returns ``{"returns": float64[episodes], "lengths": int64[episodes], "updates": int,

@@ -162,7 +162,7 @@ def train_gridworld(size, episodes, *, alpha=0.1, gamma=0.9, epsilon=0.1, seed=0
     cdef int n = size
     cdef int64_t n_ep = episodes, n_max = max_steps, updates
     cdef double al = alpha, ga = gamma, eps = epsilon
-    if True:
+    with nogil:
         updates = _train_gridworld_loop(n, &qv[0, 0, 0], n_ep, al, ga, eps, 1.0, 0.0, n_max,
                                         &rng, rp, lp)
     return q, {"returns": returns, "lengths": lengths, "updates": int(updates)}

@@ -1,0 +1,142 @@
+"""Benchmark: the image and video GANs in the runtime (numpy + onnxruntime) vs the same
+generators called from TensorFlow (a ``tf.function`` around the trained Keras model restored
+from the training checkpoint), side by side.
+
+    .venv/bin/python -m benchmarks.gan [--models exported] [--runs runs] [--profile full]
+                                       [--seconds 2] [--threads 1]
+
+Rows:
+  image  batch 1 / batch 64  images per second: runtime.generate("image", n=B) vs
+         tf.function(g_ema)(z) for the same batch (both include drawing z; the runtime also
+         converts to uint8).
+  image  batch 64, quality=1  images/s with discriminator rejection sampling (8x candidates).
+  video  frames per second: runtime.generate("video", frames=64) (incl. first frames from the
+         image GAN) vs a tf.function step loop rolling the trained step model for 64 frames.
+Both sides use ``--threads`` intra-op threads (default 1, the runtime's default).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _rate(fn, items: int, seconds: float) -> float:
+    fn()                                        # warm-up (session load / tracing)
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        dt = time.perf_counter() - t0
+        if dt >= seconds and n >= 3:
+            return items * n / dt
+
+
+def _tf_models(runs: Path, profile: str):
+    """The trained Keras generators from the checkpoints, or None where absent."""
+    out = {}
+    try:
+        from trainer import image as timage
+        out["image"] = timage.load_trained(timage.PROFILES[profile], runs / "image" / profile)
+    except Exception as exc:  # no checkpoint / no TensorFlow: runtime column only
+        print(f"(image TF side unavailable: {exc})", file=sys.stderr)
+    try:
+        from trainer import video as tvideo
+        out["video"] = (tvideo.load_trained(tvideo.PROFILES[profile], runs / "video" / profile),
+                        tvideo.PROFILES[profile])
+    except Exception as exc:
+        print(f"(video TF side unavailable: {exc})", file=sys.stderr)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=str(ROOT / "exported"))
+    ap.add_argument("--runs", default=str(ROOT / "runs"))
+    ap.add_argument("--profile", default="full")
+    ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-tf", action="store_true", help="runtime column only")
+    args = ap.parse_args(argv)
+
+    import runtime
+    from runtime import registry
+
+    registry.configure(threads=args.threads)
+    models = Path(args.models)
+    have = runtime.available(models)
+    if "image" not in have:
+        print(f"no image model in {models}: python -m trainer train image", file=sys.stderr)
+        return 1
+
+    tf_models = {}
+    if not args.no_tf:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf_models = _tf_models(Path(args.runs), args.profile)
+
+    rows = []
+    seed = iter(range(10**6))
+    for batch in (1, 64):
+        rt = _rate(lambda: runtime.generate("image", n=batch, seed=next(seed), models_dir=models),
+                   batch, args.seconds)
+        tfr = None
+        if "image" in tf_models:
+            import tensorflow as tf
+
+            g = tf_models["image"].g_ema
+            zd = g.inputs[0].shape[-1]
+            fn = tf.function(lambda z: g(z, training=False))
+            rng = np.random.default_rng(0)
+            tfr = _rate(lambda: fn(tf.constant(rng.standard_normal((batch, zd), dtype=np.float32)))
+                        .numpy(), batch, args.seconds)
+        rows.append((f"image, batch {batch}", "images/s", rt, tfr))
+    rt = _rate(lambda: runtime.generate("image", n=64, quality=1.0, seed=next(seed),
+                                        models_dir=models), 64, args.seconds)
+    rows.append(("image, batch 64, quality=1", "images/s", rt, None))
+
+    if "video" in have:
+        frames = 64
+        rt = _rate(lambda: runtime.generate("video", frames=frames, seed=next(seed),
+                                            models_dir=models), frames, args.seconds)
+        tfr = None
+        if "video" in tf_models:
+            import tensorflow as tf
+
+            m, vcfg = tf_models["video"]
+            c = vcfg.canvas
+
+            @tf.function
+            def roll(ctx):
+                outs = []
+                for _ in range(frames - 2):
+                    nxt = m.g([ctx, tf.random.normal((1, c, c, 1))], training=False)
+                    outs.append(nxt)
+                    ctx = tf.concat([ctx[..., 1:2], nxt], -1)
+                return tf.concat(outs, -1)
+
+            start = tf.constant(np.random.default_rng(0).uniform(-1, 1, (1, c, c, 2))
+                                .astype(np.float32))
+            tfr = _rate(lambda: roll(start).numpy(), frames, args.seconds)
+        rows.append((f"video, {frames} frames", "frames/s", rt, tfr))
+
+    print(f"\nGAN generation speed (threads={args.threads}; runtime = numpy + onnxruntime "
+          f"{__import__('onnxruntime').__version__})")
+    print(f"{'case':30s} {'unit':9s} {'runtime':>10s} {'TensorFlow':>11s} {'runtime/TF':>11s}")
+    for name, unit, rt, tfr in rows:
+        tf_s = f"{tfr:11.1f}" if tfr else f"{'-':>11s}"
+        ratio = f"{rt / tfr:10.2f}x" if tfr else f"{'-':>11s}"
+        print(f"{name:30s} {unit:9s} {rt:10.1f} {tf_s} {ratio}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
