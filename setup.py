@@ -17,7 +17,7 @@ extensions = [
         [str(pyx.relative_to(HERE))],
         include_dirs=[numpy.get_include(), "fastcore"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-        extra_compile_args=["-O3", "-ffp-contract=off"],  # exact parity with the twins,
+        extra_compile_args=["-O3", "-ffp-contract=off"],  # exact parity with the twins
     )
     for pyx in sorted((HERE / "fastcore").glob("*.pyx"))
 ]

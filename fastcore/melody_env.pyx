@@ -20,8 +20,8 @@ Reward of playing pitch ``p`` at step ``t`` (the sum, in this order; weights are
     (t % 16 == 0); ``tonic_end`` for a C on a phrase end (t % 16 == 15); on the final step
     ``final_tonic`` for a C, else ``final_other``; after the first note, by interval size:
     ``repeat`` (0, plus ``excess_repeat`` from the 4th equal note in a row on), ``step`` (1-2),
-    ``skip`` (3-4), ``leap`` (5-7), ``big_leap`` (8-12), ``huge_leap`` (> 12); after a leap of
-    more than a fifth, ``resolved`` if this move goes the opposite way by 1-4 semitones, else
+    ``skip`` (3-4), ``leap`` (5-7), ``big_leap`` (8-12), ``huge_leap`` (> 12); ``trill`` when the
+    last four notes alternate between two pitches (A B A B); after a leap of more than a fifth, ``resolved`` if this move goes the opposite way by 1-4 semitones, else
     ``unresolved``; the style prior ``style_weight * style[last, p]`` (``style`` a float64
     ``(26, 25)`` table, e.g. bigram log-probabilities of Bach soprano lines relative to uniform;
     row 0 is the first note); on the last step of every bar, ``motif`` if the bar holds >= 3
@@ -80,17 +80,18 @@ cdef class MelodyEnv(Env):
     cdef public int bars_min, bars_max
     cdef public double out_of_key, tonic_start, tonic_end, final_tonic, final_other
     cdef public double repeat, excess_repeat, step_w, skip, leap, big_leap, huge_leap
-    cdef public double resolved, unresolved, motif, repeated_motif, style_weight
+    cdef public double trill, resolved, unresolved, motif, repeated_motif, style_weight
     cdef int length, t, last, prev_iv, rep, ib
     cdef int hist[MAXLEN]
     cdef double style[N_LAST * N_PITCH]
 
     def __init__(self, *, int bars_min=1, int bars_max=8, style=None, double style_weight=0.0,
                  double out_of_key=-1.0, double tonic_start=1.0, double tonic_end=1.0,
-                 double final_tonic=2.0, double final_other=-2.0, double repeat=-0.1,
+                 double final_tonic=2.0, double final_other=-2.0, double repeat=-0.2,
                  double excess_repeat=-1.5, double step=0.3, double skip=0.1, double leap=-0.2,
-                 double big_leap=-0.6, double huge_leap=-1.5, double resolved=1.0,
-                 double unresolved=-1.0, double motif=0.3, double repeated_motif=1.0):
+                 double big_leap=-0.8, double huge_leap=-1.5, double trill=-0.5,
+                 double resolved=0.5, double unresolved=-1.0, double motif=0.3,
+                 double repeated_motif=1.0):
         if not 1 <= bars_min <= bars_max <= MAXBARS:
             raise ValueError(f"need 1 <= bars_min <= bars_max <= {MAXBARS}")
         self.bars_min = bars_min
@@ -119,6 +120,7 @@ cdef class MelodyEnv(Env):
         self.leap = leap
         self.big_leap = big_leap
         self.huge_leap = huge_leap
+        self.trill = trill
         self.resolved = resolved
         self.unresolved = unresolved
         self.motif = motif
@@ -217,6 +219,8 @@ cdef class MelodyEnv(Env):
                 r += self.big_leap
             else:
                 r += self.huge_leap
+            if t >= 3 and a != 0 and p == self.hist[t - 2] and self.last == self.hist[t - 3]:
+                r += self.trill
             if self.ib >= 10:
                 if iv * self.prev_iv < 0 and 1 <= a <= 4:
                     r += self.resolved

@@ -164,9 +164,9 @@ class MelodyEnvPy:
 
     def __init__(self, *, bars_min=1, bars_max=8, style=None, style_weight=0.0,
                  out_of_key=-1.0, tonic_start=1.0, tonic_end=1.0, final_tonic=2.0,
-                 final_other=-2.0, repeat=-0.1, excess_repeat=-1.5, step=0.3, skip=0.1,
-                 leap=-0.2, big_leap=-0.6, huge_leap=-1.5, resolved=1.0, unresolved=-1.0,
-                 motif=0.3, repeated_motif=1.0):
+                 final_other=-2.0, repeat=-0.2, excess_repeat=-1.5, step=0.3, skip=0.1,
+                 leap=-0.2, big_leap=-0.8, huge_leap=-1.5, trill=-0.5, resolved=0.5,
+                 unresolved=-1.0, motif=0.3, repeated_motif=1.0):
         if not 1 <= bars_min <= bars_max <= MAXBARS:
             raise ValueError(f"need 1 <= bars_min <= bars_max <= {MAXBARS}")
         self.bars_min, self.bars_max = bars_min, bars_max
@@ -182,7 +182,7 @@ class MelodyEnvPy:
         self.final_tonic, self.final_other = final_tonic, final_other
         self.repeat, self.excess_repeat = repeat, excess_repeat
         self.step_w, self.skip, self.leap = step, skip, leap
-        self.big_leap, self.huge_leap = big_leap, huge_leap
+        self.big_leap, self.huge_leap, self.trill = big_leap, huge_leap, trill
         self.resolved, self.unresolved = resolved, unresolved
         self.motif, self.repeated_motif = motif, repeated_motif
         self.n_states = N_POS * N_LAST * N_IB
@@ -250,6 +250,8 @@ class MelodyEnvPy:
                 r += self.big_leap
             else:
                 r += self.huge_leap
+            if t >= 3 and a != 0 and p == self.hist[t - 2] and self.last == self.hist[t - 3]:
+                r += self.trill
             if self.ib >= 10:
                 if iv * self.prev_iv < 0 and 1 <= a <= 4:
                     r += self.resolved

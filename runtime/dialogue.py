@@ -347,7 +347,9 @@ _NUM = r"(\d{1,2}|" + "|".join(_NUMBER_WORDS) + r")"
 
 def _normalise(text: str) -> str:
     text = text.lower().replace("’", "'")
-    text = re.sub(r"[^a-z0-9:'\s]", " ", text)
+    text = re.sub(r"(\d)\.(\d\d)\b", r"\1:\2", text)           # 7.30 -> 7:30
+    text = re.sub(r"[.,;!?]", " | ", text)                      # clause breaks stop negation
+    text = re.sub(r"[^a-z0-9:'|\s]", " ", text)
     return " " + re.sub(r"\s+", " ", text).strip() + " "
 
 
@@ -562,7 +564,9 @@ def _system_patterns(templates: dict) -> list:
         for v in variants:
             rx = re.escape(v.lower())
             rx = re.sub(r"\\\{(\w+)\\\}", lambda m: f"(?P<{m.group(1)}>.+?)", rx)
-            pats.append((key, re.compile(r"^\s*" + rx + r"\s*$")))
+            literal = len(re.sub(r"\{\w+\}", "", v))
+            pats.append((-literal, key, re.compile(r"^\s*" + rx + r"\s*$")))
+    pats = [(key, rx) for _, key, rx in sorted(pats, key=lambda p: p[0])]  # most literal first
     _SYS_CACHE[id(templates)] = (templates, pats)
     return pats
 

@@ -138,10 +138,24 @@ def codec(models_dir) -> tuple[Codec, dict]:
 
 
 # ---------------------------------------------------------------------------- sampling
-def sample_next(logits: np.ndarray, rng, temperature: float, top_k: int, top_p: float) -> int:
-    """One id from a float32 logits row (UNK already masked to -inf)."""
+def sample_next(logits: np.ndarray, rng, temperature: float, top_k: int, top_p: float,
+                buffers: tuple | None = None) -> int:
+    """One id from a float32 logits row (UNK already masked to -inf).
+
+    ``buffers``: optional two float32 arrays shaped like ``logits``, reused by the plain
+    temperature path so that a generation loop allocates nothing per token.
+    """
     if temperature == 0.0 or top_k == 1:
-        return int(np.argmax(logits))
+        return int(logits.argmax())
+    if top_k == 0 and top_p >= 1.0:            # plain temperature sampling: the fast path
+        z, cum = buffers if buffers is not None else (np.empty_like(logits),
+                                                      np.empty_like(logits))
+        np.subtract(logits, logits.max(), out=z)
+        z *= np.float32(1.0 / temperature)
+        np.exp(z, out=z)
+        np.cumsum(z, out=cum)
+        j = int(cum.searchsorted(rng.random() * cum[-1], side="right"))
+        return min(j, cum.shape[0] - 1)
     if 0 < top_k < logits.shape[0]:
         idx = np.argpartition(logits, -top_k)[-top_k:]
         sub = logits[idx]
@@ -179,7 +193,7 @@ class Stepper:
         self.token = np.zeros((1,), dtype=np.int64)
         self.state = np.zeros((1, hidden), dtype=np.float32)
         self.unk = unk
-        self.logits = None
+        self.buffers = None
 
     def feed(self, token_id: int) -> np.ndarray:
         self.token[0] = token_id
@@ -191,7 +205,8 @@ class Stepper:
                                       f"{str(exc).splitlines()[0][:300]}") from None
         row = logits[0]
         row[self.unk] = -np.inf
-        self.logits = row
+        if self.buffers is None:
+            self.buffers = (np.empty_like(row), np.empty_like(row))
         return row
 
 
@@ -233,7 +248,7 @@ def _pieces(stepper: Stepper, cod: Codec, vocab: dict, prompt: str, max_tokens: 
     chars = cod.chars
     if not stop:
         for _ in range(max_tokens):
-            j = sample_next(logits, rng, temperature, top_k, top_p)
+            j = sample_next(logits, rng, temperature, top_k, top_p, stepper.buffers)
             yield chars[j]
             logits = stepper.feed(j)
         return
@@ -241,7 +256,7 @@ def _pieces(stepper: Stepper, cod: Codec, vocab: dict, prompt: str, max_tokens: 
     text = ""          # generated so far
     emitted = 0        # characters of `text` already yielded
     for _ in range(max_tokens):
-        j = sample_next(logits, rng, temperature, top_k, top_p)
+        j = sample_next(logits, rng, temperature, top_k, top_p, stepper.buffers)
         text += chars[j]
         window_start = max(0, len(text) - longest - 1)
         cut = min((p for p in (text.find(s, window_start) for s in stop) if p >= 0),

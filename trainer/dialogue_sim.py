@@ -3,15 +3,17 @@
 * **Catalogue** (:func:`make_catalogue`): seeded restaurants with name, cuisine (8), area (5),
   price (3), phone and address. Shipped as JSON with the system templates
   (:data:`SYSTEM_TEMPLATES`) and the keyword lexicon of the runtime NLU (:data:`LEXICON`).
-* **User goal** (:func:`sample_goal`): drawn from a real restaurant (so it is satisfiable):
-  constraints cuisine/area/price, each "dontcare" with probability ``p_dontcare`` (at most two);
-  booking details people (1-8) and time; requests, a subset of phone/address.
+* **User goal** (:func:`sample_goal`): drawn from a real restaurant: constraints
+  cuisine/area/price, each "dontcare" with probability ``p_dontcare`` (at most two); or, with
+  probability ``p_unsatisfiable`` (0.1), a combination no restaurant has, which the user relaxes
+  (area or price becomes "dontcare") when the system rightly says there is none; booking
+  details people (1-8) and time; requests, a subset of phone/address.
 * **Agenda-based user** (:class:`UserSimulator`, TC-Bot/PyDial style). It opens with some of its
   constraints (and sometimes the booking details), answers requests, affirms or corrects
   confirmations, accepts an offer that satisfies its goal (and then gives booking details, asks
   for the info it wants or says "book it"), rejects a wrong offer or a wrong booking with the
   correct value, says "that's all" once booked and informed. Patience: it hangs up after
-  ``patience`` system turns (12-20) or after more than ``tolerance`` (1-3) system mistakes
+  ``patience`` system turns (12-20) or after more than ``tolerance`` (0-2) system mistakes
   (a wrong offer, a wrong booking, a "no such restaurant" when there is one).
 * **NLU error channel** (:func:`corrupt`): every slot value the user says is, with probability
   ``error_rate``, substituted by another value of that slot (share ``substitute_share``) or
@@ -46,7 +48,7 @@ import numpy as np
 from runtime.dialogue import (
     A_BOOK, A_BYE, A_CONFIRM, A_INFORM, A_NONE, A_OFFER, A_REQMORE, A_REQUEST, ACTIONS, BOOKING,
     CONSTRAINTS, DONTCARE, INFORMABLE, N_ACTIONS, OBS_DIM, REQUESTABLE, Catalogue, SystemAct,
-    Tracker, mask_from_obs, resolve_action,
+    Tracker, mask_from_obs, parse_system, resolve_action,
 )
 
 # ----------------------------------------------------------------------------- ontology + data
@@ -95,25 +97,25 @@ _STREETS = {
 
 
 def make_catalogue(seed: int = 0, n: int = 80) -> dict:
-    """Seeded catalogue: ``n`` restaurants (evenly over cuisines), random area and price."""
+    """Seeded catalogue of ``n`` restaurants: every (cuisine, area) pair gets ``n // 40`` of them
+    (so each cuisine is served in every area), with a random price (cheap 40%, moderate 35%,
+    expensive 25%): some (cuisine, area, price) combinations have no restaurant."""
+    pairs = len(ONTOLOGY["cuisine"]) * len(ONTOLOGY["area"])
+    per = n // pairs
+    if n % pairs or not 1 <= per <= len(_NAMES["italian"]) // len(ONTOLOGY["area"]):
+        raise ValueError(f"n must be a multiple of {pairs} between {pairs} and {2 * pairs}, got {n}")
     rng = np.random.default_rng(seed)
-    cuisines = ONTOLOGY["cuisine"]
-    per = -(-n // len(cuisines))
-    if per > len(_NAMES["italian"]):
-        raise ValueError(f"at most {len(cuisines) * len(_NAMES['italian'])} restaurants")
     restaurants = []
-    for c in cuisines:
-        for name in rng.permutation(_NAMES[c])[:per]:
-            area = str(rng.choice(ONTOLOGY["area"]))
+    for c in ONTOLOGY["cuisine"]:
+        names = [str(x) for x in rng.permutation(_NAMES[c])]
+        for k, area in enumerate(np.repeat(ONTOLOGY["area"], per)):
             restaurants.append({
-                "name": str(name), "cuisine": c, "area": area,
+                "name": names[k], "cuisine": c, "area": str(area),
                 "price": str(rng.choice(ONTOLOGY["price"], p=[0.4, 0.35, 0.25])),
                 "phone": f"01223 {int(rng.integers(100000, 999999))}",
-                "address": f"{int(rng.integers(1, 120))} {rng.choice(_STREETS[area])}",
+                "address": f"{int(rng.integers(1, 120))} {rng.choice(_STREETS[str(area)])}",
             })
-    order = rng.permutation(len(restaurants))[:n]
-    return {"ontology": ONTOLOGY, "people": PEOPLE, "times": TIMES,
-            "restaurants": [restaurants[i] for i in sorted(order)]}
+    return {"ontology": ONTOLOGY, "people": PEOPLE, "times": TIMES, "restaurants": restaurants}
 
 
 SYSTEM_TEMPLATES = {
@@ -130,17 +132,17 @@ SYSTEM_TEMPLATES = {
     "confirm_cuisine": ["Did you say {value} food?", "Just to check, you would like {value} food?"],
     "confirm_area": ["Did you say the {value} of town?",
                      "Just to check, you want to eat in the {value}?"],
-    "confirm_price": ["Did you say a {value} restaurant?",
-                      "Just to check, you are looking for a {value} place?"],
+    "confirm_price": ["Did you say the {value} price range?",
+                      "Just to check, you are looking for something {value}?"],
     "confirm_people": ["Did you say a table for {value}?", "Just to check, that is {value} people?"],
     "confirm_time": ["Did you say the booking is at {value}?",
                      "Just to check, you would like the table at {value}?"],
-    "offer": ["{name} is a {price} {cuisine} restaurant in the {area}.",
+    "offer": ["{name} serves {cuisine} food in the {area} and is in the {price} price range.",
               "How about {name}? It serves {cuisine} food in the {area}, {price} price range."],
     "nomatch": ["Sorry, there is no {constraints}.",
                 "I'm sorry, I can't find a {constraints}."],
     "book": ["Done: a table for {people} at {name} at {time}. Your reference is {ref}.",
-             "I have booked {name} for {people} people at {time}. The reference number is {ref}."],
+             "I have booked {name} for {people} at {time}. The reference number is {ref}."],
     "inform_phone": ["The phone number of {name} is {phone}.", "You can call {name} on {phone}."],
     "inform_address": ["{name} is at {address}.", "The address of {name} is {address}."],
     "inform_phone_address": ["{name} is at {address} and the phone number is {phone}.",
@@ -210,8 +212,9 @@ class SimConfig:
     conf_correct: tuple = (0.85, 0.10)   # mean, std of the confidence of a correct value
     conf_wrong: tuple = (0.50, 0.15)     # ... of a substituted value
     patience: tuple = (12, 20)           # system turns before the user hangs up (inclusive)
-    tolerance: tuple = (1, 3)            # system mistakes tolerated (inclusive range)
+    tolerance: tuple = (0, 2)            # system mistakes tolerated (inclusive range)
     p_dontcare: float = 0.2
+    p_unsatisfiable: float = 0.1         # goal has no match; the user relaxes one slot on "no match"
     p_open_booking: float = 0.3          # opening turn also gives people/time
     p_extra_inform: float = 0.25         # answering a request, also volunteer one more slot
     max_turns: int = 30
@@ -226,7 +229,8 @@ class Goal:
     people: str
     time: str
     requests: tuple
-    target: int = -1                     # the restaurant the goal was drawn from
+    target: int = -1                     # the restaurant the goal was drawn from (-1: none)
+    relax: str | None = None             # unsatisfiable goal: the slot given up on "no match"
 
     def value(self, slot: str):
         if slot in CONSTRAINTS:
@@ -235,14 +239,26 @@ class Goal:
 
 
 def sample_goal(cat: Catalogue, rng: np.random.Generator, cfg: SimConfig) -> Goal:
+    """A goal drawn from a real restaurant (some slots dontcare), or with probability
+    ``p_unsatisfiable`` a (cuisine, area, price) with no restaurant whose ``relax`` slot, once
+    "dontcare", has one."""
+    requests = tuple(q for q in REQUESTABLE if rng.random() < 0.5)
+    people, time = str(rng.choice(PEOPLE)), str(rng.choice(TIMES))
+    if rng.random() < cfg.p_unsatisfiable:
+        for _ in range(20):
+            c = {s: str(rng.choice(ONTOLOGY[s])) for s in CONSTRAINTS}
+            if len(cat.matches(c)):
+                continue
+            relax = [s for s in ("price", "area") if len(cat.matches({**c, s: DONTCARE}))]
+            if relax:
+                return Goal(c, people, time, requests, -1, relax[int(rng.integers(len(relax)))])
     r = int(rng.integers(len(cat)))
     rest = cat.restaurants[r]
     constraints = {s: rest[s] for s in CONSTRAINTS}
     dc = [s for s in CONSTRAINTS if rng.random() < cfg.p_dontcare]
     for s in dc[:2]:
         constraints[s] = DONTCARE
-    requests = tuple(q for q in REQUESTABLE if rng.random() < 0.5)
-    return Goal(constraints, str(rng.choice(PEOPLE)), str(rng.choice(TIMES)), requests, r)
+    return Goal(constraints, people, time, requests, r)
 
 
 # ----------------------------------------------------------------------------- user simulator
@@ -331,12 +347,16 @@ class UserSimulator:
                 return [("affirm", None, None, 1.0)]
             return [("negate", None, None, 1.0)] + self._inform([act.slot])
         if a == A_OFFER and act.restaurant is None:        # "no such restaurant"
-            self.mistakes += 1
-            wrong = [s for s, v in (act.constraints or {}).items()
+            shown = act.constraints or {}
+            wrong = [s for s, v in shown.items()
                      if g.constraints[s] != DONTCARE and v != g.constraints[s]]
+            if not wrong and g.relax and not len(self.cat.matches(g.constraints)):
+                g.constraints[g.relax] = DONTCARE              # right: there is none; give up a slot
+                return self._inform([g.relax])
+            self.mistakes += 1
             if wrong:
                 return [("negate", None, None, 1.0)] + self._inform(wrong)
-            loose = [s for s, v in (act.constraints or {}).items() if g.constraints[s] == DONTCARE]
+            loose = [s for s in shown if g.constraints[s] == DONTCARE]
             return self._inform(loose or [s for s in CONSTRAINTS if g.constraints[s] != DONTCARE])
         if a == A_OFFER:
             wrong = self._violated(act.restaurant)
@@ -600,11 +620,12 @@ def user_utterance(acts: list, rng: np.random.Generator, last_sys: SystemAct | N
     if "people" in info or "time" in info:
         p, t = info.get("people"), info.get("time")
         if p and t:
-            parts.append(pick([f"A table for {p} people at {_time_text(t, rng)}, please.",
-                               f"For {p} people at {_time_text(t, rng)}."]))
+            who = "1 person" if p == "1" else f"{p} people"
+            parts.append(pick([f"A table for {who} at {_time_text(t, rng)}, please.",
+                               f"For {who} at {_time_text(t, rng)}."]))
         elif p:
             parts.append(pick([f"{p} people.", f"There will be {p} of us.",
-                               f"A table for {p} people."]))
+                               f"A table for {p} people."]) if p != "1" else "Just me.")
         else:
             parts.append(pick([f"At {_time_text(t, rng)}.", f"At {_time_text(t, rng)} please."]))
     reqs = [s for a, s, _, _ in acts if a == "request"]
@@ -616,3 +637,27 @@ def user_utterance(acts: list, rng: np.random.Generator, last_sys: SystemAct | N
         parts.append(pick(["Thanks, that's all.", "No, thank you. Goodbye!",
                            "Great, thank you. Bye!"]))
     return " ".join(parts) if parts else "Hmm."
+
+
+def text_dialogue(reply_fn, catalogue, *, seed: int, cfg: SimConfig | None = None,
+                  goal: Goal | None = None) -> dict:
+    """One dialogue in TEXT: the simulated user speaks :func:`user_utterance` sentences (no
+    channel noise: the runtime's keyword NLU is the channel) and ``reply_fn(history, seed)``
+    answers (e.g. ``runtime.generate``). The user reads the system text with
+    ``runtime.dialogue.parse_system``. -> {"history", "goal", "success", "turns"}."""
+    cfg = cfg or SimConfig()
+    cat = catalogue if isinstance(catalogue, Catalogue) else Catalogue(catalogue)
+    rng = np.random.default_rng(seed)
+    goal = goal or sample_goal(cat, rng, cfg)
+    user = UserSimulator(goal, cat, rng, cfg)
+    history = [user_utterance(user.opening(), rng)]
+    while True:
+        text = reply_fn(list(history), seed * 100 + len(history))
+        history.append(text)
+        act = parse_system(text, cat, SYSTEM_TEMPLATES, LEXICON)
+        true = user.respond(act)
+        if user.ended or user.hung_up or user.turns >= cfg.max_turns:
+            break
+        history.append(user_utterance(true, rng, act))
+    return {"history": history, "goal": goal, "success": bool(user.ended and user.success),
+            "turns": user.turns}

@@ -246,8 +246,12 @@ def _atomic_json(path: Path, obj) -> None:
 
 
 def train_dqn(make_env: Callable[[int], object], cfg: DQNConfig, work_dir: Path, *, strategy=None,
-              action_mask_fn=None, progress_desc: str = "dqn"):
+              action_mask_fn=None, progress_desc: str = "dqn", q_network_fn=None):
     """Train a Q-network on ``cfg.num_envs`` envs from ``make_env(i)``. -> (q_network, history).
+
+    ``q_network_fn(obs_dim, n_actions, name) -> keras.Model`` replaces the default MLP
+    (``make_q_network(obs_dim, n_actions, cfg.hidden, name)``), e.g. for a network that uses
+    action features; it is called twice (online and target network) inside ``strategy.scope()``.
 
     history: ``episode_returns``, ``episode_lengths``, ``episode_end_steps`` (transition count at
     each episode end), ``losses`` (one per gradient step), ``steps_per_second`` (transitions/s of
@@ -261,8 +265,9 @@ def train_dqn(make_env: Callable[[int], object], cfg: DQNConfig, work_dir: Path,
     envs = [make_env(i) for i in range(cfg.num_envs)]
     obs_dim, n_actions = _space_dims(envs[0])
     with strategy.scope():
-        q = make_q_network(obs_dim, n_actions, cfg.hidden, name="q")
-        target = make_q_network(obs_dim, n_actions, cfg.hidden, name="q_target")
+        build = q_network_fn or (lambda d, n, name: make_q_network(d, n, cfg.hidden, name=name))
+        q = build(obs_dim, n_actions, "q")
+        target = build(obs_dim, n_actions, "q_target")
         target.set_weights(q.get_weights())
         optimizer = keras.optimizers.Adam(cfg.learning_rate)
         optimizer.build(q.trainable_variables)
