@@ -264,3 +264,45 @@ def test_export_parity_and_atomic_manifest(tmp_path):
     assert not (tmp_path / entry["file"]).exists()
     assert json.loads((tmp_path / "manifest.json").read_text())["models"]["toy"]["files"]["q"] \
         ["sha256"] == new["sha256"]
+
+
+@pytest.mark.tf
+def test_interrupted_export_keeps_previous_model_and_manifest(tmp_path, monkeypatch):
+    tf = pytest.importorskip("tensorflow")
+    import keras
+    from trainer import export as ex
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    sig = [tf.TensorSpec([None, 4], tf.float32, name="obs")]
+    fn = lambda x: {"q": model(x)}  # noqa: E731
+    first = ex.export_tf_function(fn, sig, kind="toy", role="q", out_dir=tmp_path)
+    ex.write_entry(tmp_path, "toy", {"q": first}, {})
+    manifest_before = (tmp_path / "manifest.json").read_bytes()
+    model.layers[-1].kernel.assign(model.layers[-1].kernel + 1.0)
+
+    # 1) killed while writing the model file: no file under its final name, nothing changes
+    real_fdopen = ex.os.fdopen
+
+    def dying_fdopen(fd, mode):
+        fh = real_fdopen(fd, mode)
+        fh.write(b"partial")
+        fh.close()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ex.os, "fdopen", dying_fdopen)
+    with pytest.raises(KeyboardInterrupt):
+        ex.export_tf_function(fn, sig, kind="toy", role="q", out_dir=tmp_path)
+    monkeypatch.setattr(ex.os, "fdopen", real_fdopen)
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == \
+        sorted([first["file"], "manifest.json"])
+
+    # 2) killed between writing the new model and replacing the manifest
+    second = ex.export_tf_function(fn, sig, kind="toy", role="q", out_dir=tmp_path)
+    monkeypatch.setattr(ex, "_write_manifest", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        ex.write_entry(tmp_path, "toy", {"q": second}, {})
+    assert (tmp_path / "manifest.json").read_bytes() == manifest_before
+    registry.clear_cache()
+    sess = registry.session("toy", "q", tmp_path)   # verified against the old sha256
+    x = np.ones((1, 4), np.float32)
+    assert not np.allclose(sess.run(None, {"obs": x})[0], model(x).numpy())
