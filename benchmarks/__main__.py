@@ -1,4 +1,4 @@
-"""``python -m benchmarks NAME [args...]``: runs that benchmark module's ``main(argv)``.
+"""``python -m benchmarks NAME|all [args...]``: runs that benchmark module's ``main(argv)``.
 
 BENCHMARKS maps NAME -> module; modules are imported lazily (one benchmark's heavy imports never
 slow another down). A ``benchmarks/NAME.py`` with a ``main`` that is not listed yet is found too.
@@ -30,6 +30,15 @@ def main(argv=None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage)
         return 0 if argv else 2
+    if argv[0] == "all":
+        # `make bench`: every benchmark, the per-kind edge table (benchmarks/results.md) last
+        order = sorted(n for n in names if n != "edge") + ["edge"]
+        status = 0
+        for name in order:
+            print(f"\n===== benchmark: {name} =====", flush=True)
+            result = importlib.import_module(names[name]).main(argv[1:])
+            status = status or (result if isinstance(result, int) else 0)
+        return status
     if argv[0] not in names:
         print(f"unknown benchmark {argv[0]!r}\n{usage}", file=sys.stderr)
         return 2
