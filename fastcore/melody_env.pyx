@@ -21,17 +21,18 @@ Reward of playing pitch ``p`` at step ``t`` (the sum, in this order; weights are
     ``final_tonic`` for a C, else ``final_other``; after the first note, by interval size:
     ``repeat`` (0, plus ``excess_repeat`` from the 4th equal note in a row on), ``step`` (1-2),
     ``skip`` (3-4), ``leap`` (5-7), ``big_leap`` (8-12), ``huge_leap`` (> 12); ``trill`` when the
-    last four notes alternate between two pitches (A B A B); after a leap of more than a fifth, ``resolved`` if this move goes the opposite way by 1-4 semitones, else
-    ``unresolved``; the style prior ``style_weight * style[last, p]`` (``style`` a float64
-    ``(26, 25)`` table, e.g. bigram log-probabilities of Bach soprano lines relative to uniform;
-    row 0 is the first note); on the last step of every bar, ``motif`` if the bar holds >= 3
+    last four notes alternate between two pitches (A B A B); after a leap of more than a fifth,
+    ``resolved`` if this move goes the opposite way by 1-4 semitones, else ``unresolved``;
+    the style prior ``style_weight * style[last, p]`` (``style`` a float64 ``(26, 25)`` table,
+    e.g. bigram log-probabilities of Bach soprano lines relative to uniform; row 0 is the
+    first note); on the last step of every bar, ``motif`` if the bar holds >= 3
     distinct pitches and additionally ``repeated_motif`` if an earlier such bar has the same
     interval pattern (a motif repeated, transposition allowed).
 
 Python entry points
 -------------------
 ``train_melody_agent(episodes, *, alpha=0.1, gamma=0.8, epsilon=0.2, epsilon_decay=1.0,
-epsilon_min=0.0, seed=0, q=None, algorithm="q", style=None, **env_kwargs) -> (q, stats)``
+epsilon_min=0.0, seed=0, q=None, algorithm="q", **env_kwargs) -> (q, stats)``
     Tabular Q-learning of :class:`MelodyEnv` through the generic ``fastcore._core.train_q`` loop
     (GIL released, no Python objects per step). ``q`` float64 ``(5304, 25)`` (fresh zeros when
     None, updated in place otherwise); ``stats`` is ``train_q``'s dict (per-episode

@@ -56,7 +56,8 @@ def level_state(walls, visited, px: int, py: int, tx: int, ty: int) -> int:
         if visited[y][x]:
             v |= 1 << k
     dx, dy = tx - px, ty - py
-    return ((w * 16 + v) * N_DIRS + direction8(dx, dy)) * N_DIST + distance_bucket(abs(dx) + abs(dy))
+    return ((w * 16 + v) * N_DIRS + direction8(dx, dy)) * N_DIST \
+        + distance_bucket(abs(dx) + abs(dy))
 
 
 class LevelEnvPy:

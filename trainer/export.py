@@ -62,6 +62,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; models are shipped data
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
