@@ -41,6 +41,13 @@ WORK = {
 CHILD = r"""
 import json, resource, sys, time
 t0 = time.perf_counter()
+def peak_rss_mb():
+    # VmHWM: this process's own peak (ru_maxrss can inherit the parent's figure across exec)
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 kind, engine, repeats, opts = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
 precision = "int8" if engine == "int8" else "fp32"
 if engine == "tensorflow":
@@ -60,7 +67,7 @@ times.sort()
 print(json.dumps({"first_s": first, "p50_s": times[len(times) // 2],
                   "p95_s": times[min(len(times) - 1, int(0.95 * len(times)))],
                   "per_s": len(times) / sum(times),
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  "peak_rss_mb": peak_rss_mb()}))
 """
 
 

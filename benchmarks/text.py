@@ -54,7 +54,6 @@ def onnx_weights(models_dir: Path) -> dict:
     fe = registry.file_entry("text", "step", models_dir)
     graph = onnx.load(str(Path(models_dir) / fe["file"])).graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    producers = {o: n for n in graph.node for o in n.output}
     consumers: dict = {}
     for n in graph.node:
         for i in n.input:
@@ -70,12 +69,11 @@ def onnx_weights(models_dir: Path) -> dict:
     w_o = inits[mm_o.input[1]]
     add_o = consumers[mm_o.output[0]][0]
     b_o = inits[next(i for i in add_o.input if i in inits)]
-    del producers
     return {"table": table, "u": u, "b_h": b_h, "w_o": w_o, "b_o": b_o}
 
 
 def keras_weights(w: dict, embed_dim: int) -> list[np.ndarray]:
-    """Weights for TextGenerator(V, embed_dim, H): [embeddings, kernel, recurrent, bias, W_o, b_o]."""
+    """Weights of TextGenerator(V, embed_dim, H): embeddings, kernel, recurrent, bias, W_o, b_o."""
     table = w["table"].astype(np.float64)
     b_x = table.mean(0)
     us, s, vt = np.linalg.svd(table - b_x, full_matrices=False)

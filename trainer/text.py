@@ -2,6 +2,11 @@
 
     python -m trainer train text --profile full [--corpus PATH]
 
+``full`` (H=256, E=64, 500 MLE + 150 policy-gradient steps; 1.2 MB fp32 / 0.3 MB int8 step
+model) took 826 s on the shared 2-core machine under heavy load; ``quick`` takes seconds.
+Re-running resumes from the last checkpoint in the work dir (both phases; the frozen MLE model
+is part of the checkpoint).
+
 1. **Data.** Python's documentation topics (``pydoc_data.topics``, every topic's text joined by
    blank lines, topics sorted by name) or any UTF-8 file (``--corpus``). The last 10% of the
    characters are held out for validation. The vocabulary is the ``max_vocab - 1`` most
@@ -17,9 +22,10 @@
    ``kl_coef`` x the exact per-character KL(policy || frozen MLE model) on the visited states
    (plus optionally ``mle_coef`` x teacher-forced cross-entropy on real text) so the policy
    does not collapse. The reward is the share of generated words that are real words of the
-   corpus vocabulary, times ``(1 - share of repeated word trigrams)``, times ``min(1, words /
-   min_words)`` (no reward for emitting few words), minus ``run_penalty`` for runs of more than
-   ``max_run`` identical characters.
+   corpus vocabulary (words seen at least ``min_word_count`` times in the training text), times
+   ``(1 - share of repeated word trigrams)`` (degenerate loops such as "the list the list"
+   score near 0), times ``min(1, words / min_words)`` (no reward for emitting few words). Runs of
+   one character are not penalised: the corpus itself has long ones (reST tables, indentation).
 4. **Export.** A single-step function (token, state) -> (logits, state) built from the tuned
    weights (the embedding is folded into the GRU's input projection: one gather instead of a
    gather + matmul), parity-checked by ``trainer.export``; an int8 variant by dynamic
@@ -63,14 +69,14 @@ class Config:
     # maximum likelihood
     seq_len: int = 128
     batch_size: int = 64
-    mle_steps: int = 1500
+    mle_steps: int = 500
     lr: float = 3e-3
     lr_final_fraction: float = 0.1
     clip_norm: float = 1.0
-    val_every: int = 250
+    val_every: int = 100
     ckpt_every: int = 100
     # policy gradient (REINFORCE + baseline + KL to the MLE model)
-    rl_steps: int = 200
+    rl_steps: int = 150
     rl_batch: int = 64
     rl_prefix: int = 32
     rl_len: int = 128
@@ -78,11 +84,10 @@ class Config:
     rl_temperature: float = 1.0
     kl_coef: float = 0.1
     mle_coef: float = 0.0
+    rl_val_every: int = 50
     # reward
     min_words: int = 8
     min_word_count: int = 2        # a corpus word must occur this often in the training text
-    max_run: int = 6
-    run_penalty: float = 0.5
     # evaluation
     eval_samples: int = 500
     eval_temperature: float = 1.0
@@ -189,14 +194,13 @@ def reward_parts(prefix: str, continuation: str, words_set, cfg: Config) -> dict
     real = sum(w.lower() in words_set for w in words) / n if n else 0.0
     tri = [tuple(w.lower() for w in words[i:i + 3]) for i in range(n - 2)]
     repeated = 1.0 - len(set(tri)) / len(tri) if tri else 0.0
-    runs = re.search(r"(.)\1{%d,}" % cfg.max_run, continuation) is not None
-    value = real * (1.0 - repeated) * min(1.0, n / cfg.min_words) - cfg.run_penalty * runs
+    value = real * (1.0 - repeated) * min(1.0, n / cfg.min_words)
     return {"reward": value, "real_word_share": real, "repeated_trigrams": repeated,
-            "words": n, "long_run": float(runs)}
+            "words": n}
 
 
 def reward(prefix: str, continuation: str, words_set, cfg: Config) -> float:
-    """Readability of a generated continuation, roughly in [0, 1] (see the module docstring)."""
+    """Readability of a generated continuation, in [0, 1] (see the module docstring)."""
     return reward_parts(prefix, continuation, words_set, cfg)["reward"]
 
 
@@ -268,17 +272,20 @@ def make_sampler(model, vocab_size: int, unk: int):
 
     mask = tf.constant(np.where(np.arange(vocab_size) == unk, -1e9, 0.0).astype(np.float32))
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)
     def sample(prefix, length, temperature, seed):
         logits, state = model(prefix, return_state=True)
-        last = logits[:, -1]
         weights = step_weights(model)
-        out = tf.TensorArray(tf.int32, size=length)
-        for i in tf.range(length):
+
+        def body(i, last, state, out):
             tok = tf.random.stateless_categorical(last / temperature + mask, 1,
                                                   seed=seed + tf.stack([0, i]))[:, 0]
-            out = out.write(i, tf.cast(tok, tf.int32))
             last, state = gru_step(weights, tok, state)
+            return i + 1, last, state, out.write(i, tf.cast(tok, tf.int32))
+
+        _, _, _, out = tf.while_loop(
+            lambda i, *_: i < length, body,
+            (tf.constant(0), logits[:, -1], state, tf.TensorArray(tf.int32, size=length)))
         return tf.transpose(out.stack())
 
     return sample
@@ -351,18 +358,20 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
     work_dir.mkdir(parents=True, exist_ok=True)
     common.set_seeds(cfg.seed)
     data = Data(cfg)
-    common.save_json(work_dir / "vocab.json", data.vocab)
+    chief = common.is_chief(strategy)            # only the chief writes files
+    if chief:
+        common.save_json(work_dir / "vocab.json", data.vocab)
     model, reference, mle_opt, rl_opt = _objects(cfg, data.vocab_size, strategy)
     ckpt = _checkpointer(work_dir, strategy, model, reference, mle_opt, rl_opt)
     start = ckpt.restore()
     total = cfg.mle_steps + cfg.rl_steps
     history = common.load_json(work_dir / "history.json", None) or {}
     history = {k: [p for p in v if p[0] < start] for k, v in history.items()}
-    for key in ("train_bpc", "val_bpc", "reward", "kl"):
+    for key in ("train_bpc", "val_bpc", "reward", "kl", "rl_val_bpc"):
         history.setdefault(key, [])
     if start >= total:
         print(f"text: already trained ({start} steps) in {work_dir}")
-        _save_curves(work_dir, history)
+        _save_curves(work_dir, history, cfg)
         return
     replicas = strategy.num_replicas_in_sync
     variables = model.trainable_variables
@@ -379,7 +388,7 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
         mle_opt.apply_gradients(zip(grads, variables))
         return loss
 
-    @tf.function
+    @tf.function(autograph=False)
     def mle_step(iterator):
         loss = strategy.run(mle_replica, args=(next(iterator),))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
@@ -415,7 +424,7 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
         rl_opt.apply_gradients(zip(grads, variables))
         return tf.reduce_mean(kl)
 
-    @tf.function
+    @tf.function(autograph=False)
     def rl_step(seq, adv, real):
         kl = strategy.run(rl_replica, args=(seq, adv, real))
         return strategy.reduce(tf.distribute.ReduceOp.MEAN, kl, axis=None)
@@ -423,7 +432,8 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
     sampler = make_sampler(model, data.vocab_size, data.vocab["unk"])
     iterator = iter(strategy.experimental_distribute_dataset(
         train_dataset(cfg, data.train_ids, data.start_id, cfg.seed * 1_000_003 + start)))
-    real_iter = iter(train_dataset(cfg, data.train_ids, data.start_id, cfg.seed + 7 + start))
+    real_iter = (iter(train_dataset(cfg, data.train_ids, data.start_id, cfg.seed + 7 + start))
+                 if cfg.mle_coef else None)
     t0 = time.time()
     with common.Progress(total, "text", unit="step", initial=start) as bar:
         for step in range(start, total):
@@ -447,6 +457,9 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
                 kl = float(rl_step(tf.constant(seq), tf.constant(adv), real))
                 history["reward"].append((step, float(rewards.mean())))
                 history["kl"].append((step, kl))
+                if (step + 1 - cfg.mle_steps) % cfg.rl_val_every == 0 or step + 1 == total:
+                    v = val_bits_per_char(model, data.val_ids, data.start_id, cfg.eval_chunks)
+                    history["rl_val_bpc"].append((step, v))
                 scalars = {"reward": float(rewards.mean()), "kl": kl}
                 if (step + 1) % 25 == 0:
                     bar.write(f"step {step + 1}: reward {rewards.mean():.3f} kl {kl:.4f} | "
@@ -454,12 +467,14 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
             bar.update(1, **scalars)
             if (step + 1) % cfg.ckpt_every == 0 or step + 1 == total:
                 ckpt.save(step + 1)
-                common.save_json(work_dir / "history.json", history)
+                if chief:
+                    common.save_json(work_dir / "history.json", history)
     if cfg.rl_steps == 0:
         reference.set_weights(model.get_weights())
         ckpt.save(total)
-    common.save_json(work_dir / "history.json", history)
-    _save_curves(work_dir, history)
+    if chief:
+        common.save_json(work_dir / "history.json", history)
+        _save_curves(work_dir, history, cfg)
     print(f"text: trained {total - start} steps in {time.time() - t0:.0f}s")
 
 
@@ -483,21 +498,17 @@ def _rollouts(cfg: Config, data: Data, sampler, step: int, ids=None, n=None, tem
     return np.concatenate([prefix, gen], 1), texts, prefixes
 
 
-def _save_curves(work_dir: Path, history: dict) -> None:
+def _save_curves(work_dir: Path, history: dict, cfg: Config) -> None:
     from trainer.common import save_learning_curve
 
-    series = {"MLE train bits/char": [v for _, v in history.get("train_bpc", [])],
-              f"val bits/char (every {max(1, _every(history))} steps)":
-                  [v for _, v in history.get("val_bpc", [])],
-              "policy-gradient reward": [v for _, v in history.get("reward", [])],
-              "KL(policy || MLE) per char": [v for _, v in history.get("kl", [])]}
+    values = lambda key: [v for _, v in history.get(key, [])]  # noqa: E731
+    series = {"MLE: train bits/char": values("train_bpc"),
+              f"val bits/char (every {cfg.val_every} MLE,\nthen {cfg.rl_val_every} RL steps)":
+                  values("val_bpc") + values("rl_val_bpc"),
+              "REINFORCE: mean reward": values("reward"),
+              "REINFORCE: KL(policy||MLE) nats/char": values("kl")}
     save_learning_curve(work_dir / "learning_curve.png", series, xlabel="step",
-                        title="text: char-GRU, MLE then REINFORCE")
-
-
-def _every(history: dict) -> int:
-    v = history.get("val_bpc", [])
-    return v[1][0] - v[0][0] if len(v) > 1 else 0
+                        title="text: character GRU, maximum likelihood then policy gradient")
 
 
 def _restore(cfg: Config, work_dir: Path):
@@ -543,9 +554,11 @@ def export(cfg: Config, work_dir: Path, out_dir: Path) -> None:
                                        sample_inputs=samples)
     int8_entry = tx.quantize_int8(step_entry, kind=KIND, role="step_int8", out_dir=out_dir)
     vocab_entry = tx.write_json(vocab, kind=KIND, role="vocab", out_dir=out_dir)
-    notes = ("step: (token int64 [B], state float32 [B,H]) -> (logits float32 [B,V], state); "
-             "start from a zero state fed vocab['start'], then the prompt. Weights: after "
-             "policy-gradient tuning.")
+    notes = ("step: (token int64 [B], state float32 [B,H]) -> (logits float32 [B,V], new state "
+             "[B,H]); start from a zero state fed vocab['start'], then the prompt. Weights: after "
+             "policy-gradient tuning (REINFORCE, batch-mean baseline, KL to the MLE model). "
+             "Reward: share of generated words that are corpus words x (1 - share of repeated "
+             "word trigrams) x min(1, words / min_words).")
     tx.write_entry(out_dir, KIND, {"step": step_entry, "step_int8": int8_entry,
                                    "vocab": vocab_entry}, config=asdict(cfg), notes=notes)
 
@@ -592,7 +605,7 @@ def onnx_bits_per_char(models_dir: Path, precision: str, ids: np.ndarray, start_
 def _sample_report(cfg: Config, data: Data, model, n: int, temperature: float) -> dict:
     """Continue ``n`` held-out prefixes; the same prefixes and random numbers for any model."""
     sampler = make_sampler(model, data.vocab_size, data.vocab["unk"])
-    texts, prefixes, parts = [], [], []
+    texts, prefixes = [], []
     batch = 100
     for b in range(0, n, batch):
         k = min(batch, n - b)
@@ -603,7 +616,7 @@ def _sample_report(cfg: Config, data: Data, model, n: int, temperature: float) -
     parts = [reward_parts(p, t, data.words, cfg) for p, t in zip(prefixes, texts)]
     mean = {k: float(np.mean([q[k] for q in parts])) for k in parts[0]}
     return {"reward": mean["reward"], "real_word_share": mean["real_word_share"],
-            "repeated_trigrams": mean["repeated_trigrams"], "long_runs": mean["long_run"],
+            "repeated_trigrams": mean["repeated_trigrams"], "words": mean["words"],
             "distinct_2": distinct_n(texts, 2), "distinct_3": distinct_n(texts, 3),
             "texts": texts, "prefixes": prefixes}
 
@@ -632,7 +645,7 @@ def evaluate(cfg: Config, work_dir: Path, models_dir: Path) -> dict:
                                                         enumerate(demo)]
     lines += [f"# tuned model, T={cfg.eval_temperature}, held-out prefixes"]
     lines += [f"--- [{p!r}] -> {t!r}" for p, t in zip(after["prefixes"][:8], after["texts"][:8])]
-    lines += [f"# MLE model, same prefixes and random numbers"]
+    lines += ["# MLE model, same prefixes and random numbers"]
     lines += [f"--- [{p!r}] -> {t!r}" for p, t in zip(before["prefixes"][:8], before["texts"][:8])]
     (work_dir / "samples.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     r = lambda x: round(float(x), 4)  # noqa: E731
