@@ -1,7 +1,9 @@
 """Dialogue: the next system reply of a restaurant-booking assistant (numpy + onnxruntime only).
 
     generate("dialogue", history=["I want cheap italian food in the north"], seed=0)
-    -> 'What time would you like the table?'   (or an offer such as "Da Mario is a cheap ...")
+    -> 'How about Da Mario? It serves italian food in the north, cheap price range.'
+    generate("dialogue", history=[])      # the system opens
+    -> 'Hi, welcome to the restaurant booking service. What kind of restaurant would you like?'
 
 Pipeline for one reply (this module is also the *training* featurisation: ``trainer.dialogue_sim``
 imports :class:`Tracker`, :func:`resolve_action`, :func:`mask_from_obs`, so the Q-network sees
@@ -137,7 +139,8 @@ class SystemAct:
         return self.action == A_OFFER and self.restaurant is None
 
     def __repr__(self) -> str:
-        args = {k: getattr(self, k) for k in self.__slots__[1:] if getattr(self, k) not in (None, ())}
+        args = {k: getattr(self, k) for k in self.__slots__[1:]
+                if getattr(self, k) not in (None, ())}
         return f"SystemAct({self.name}, {args})"
 
 
@@ -283,20 +286,26 @@ class Tracker:
 def mask_from_obs(obs: np.ndarray) -> np.ndarray:
     """Valid actions from observations [B, OBS_DIM] -> bool [B, N_ACTIONS].
 
-    request_* / offer / reqmore / bye: always; confirm_s: s holds a value (not dontcare);
+    request_* / reqmore / bye: always; offer: every constraint (cuisine, area, price) holds a
+    value or dontcare and no restaurant is on the table (re-offering it would be a no-op);
+    confirm_s: s holds a value (not dontcare) that the user has not confirmed yet;
     book: a restaurant is offered, people and time are known and it is not booked yet;
-    inform: a restaurant is offered."""
+    inform: a restaurant is offered and some of its info (phone, address) is still untold."""
     obs = np.asarray(obs, np.float32).reshape(-1, OBS_DIM)
     m = np.ones((obs.shape[0], N_ACTIONS), bool)
     for s in INFORMABLE:
         filled = obs[:, feature_index(s, "filled")] > 0.5
         dontcare = obs[:, feature_index(s, "dontcare")] > 0.5
-        m[:, A_CONFIRM[s]] = filled & ~dontcare
+        confirmed = obs[:, feature_index(s, "confirmed")] > 0.5
+        m[:, A_CONFIRM[s]] = filled & ~dontcare & ~confirmed
     offered = obs[:, _F_STATE] > 0.5
+    m[:, A_OFFER] = ~offered & np.all([obs[:, feature_index(s, "filled")] > 0.5
+                                       for s in CONSTRAINTS], axis=0)
     booked = obs[:, _F_STATE + 1] > 0.5
     m[:, A_BOOK] = (offered & ~booked & (obs[:, feature_index("people", "filled")] > 0.5)
                     & (obs[:, feature_index("time", "filled")] > 0.5))
-    m[:, A_INFORM] = offered
+    untold = np.any([obs[:, _F_REQ + 2 * i + 1] < 0.5 for i in range(len(REQUESTABLE))], axis=0)
+    m[:, A_INFORM] = offered & untold
     return m
 
 
@@ -332,9 +341,14 @@ def resolve_action(tracker: Tracker, action: int, rng: np.random.Generator) -> S
     if action == A_INFORM:
         if t.offered is None:
             return SystemAct(A_NONE)
-        slots = [r for r in REQUESTABLE if t.requested[r] and not t.informed[r]]
-        return SystemAct(A_INFORM, restaurant=t.offered, slots=slots or list(REQUESTABLE))
-    if action in (A_REQMORE, A_BYE):
+        untold = [r for r in REQUESTABLE if not t.informed[r]]
+        slots = [r for r in untold if t.requested[r]] or untold
+        if not slots:
+            return SystemAct(A_NONE)
+        return SystemAct(A_INFORM, restaurant=t.offered, slots=slots)
+    if action == A_REQMORE:       # before an offer it asks for more preferences
+        return SystemAct(action, value="open" if t.offered is None else None)
+    if action == A_BYE:
         return SystemAct(action)
     return SystemAct(A_NONE)
 
@@ -373,7 +387,8 @@ _TIME_PATTERNS = (
     re.compile(r"\b(\d{1,2})[:](\d{2}) ?(am|pm)?\b"),
     re.compile(r"\b(\d{1,2}) ?(am|pm)\b"),
     re.compile(r"\bhalf past " + _NUM + r"\b"),
-    re.compile(r"\b(?:at|around|about|by) " + _NUM + r"(?: o'clock| oclock)?\b(?! people| of us| guests| persons)"),
+    re.compile(r"\b(?:at|around|about|by) " + _NUM
+               + r"(?: o'clock| oclock)?\b(?! people| of us| guests| persons)"),
     re.compile(r"\b(noon|midday)\b"),
 )
 _PEOPLE_PATTERNS = (
@@ -395,17 +410,19 @@ def _compile_lexicon(lexicon: dict) -> dict:
                 entries.append((re.compile(r"(?<![a-z])" + re.escape(phrase) + r"(?![a-z])"),
                                 canonical, conf))
         values[slot] = entries
-    def words(key):
-        return re.compile(r"\b(?:" + "|".join(lexicon[key]) + r")\b")
+    def words(key, suffix=""):
+        return re.compile(r"\b(?:" + "|".join(lexicon[key]) + r")" + suffix + r"\b")
+    fine = r"(?: is| would be)?(?: fine| ok| okay| good)?"     # "any area is fine" is no "yes"
     return {
         "values": values,
-        "dontcare_slot": {s: words(f"dontcare_{s}") for s in CONSTRAINTS},
-        "dontcare": words("dontcare"),
+        "dontcare_slot": {s: words(f"dontcare_{s}", fine) for s in CONSTRAINTS},
+        "dontcare": words("dontcare", fine),
         "request": {r: words(f"request_{r}") for r in REQUESTABLE},
         "affirm": words("affirm"),
         "negate": words("negate"),
         "done": words("done"),
-        "negated_value": re.compile(r"\b(?:not|don't want|dont want|other than|instead of)\s+(?:\w+\s+){0,2}$"),
+        "negated_value": re.compile(
+            r"\b(?:not|don't want|dont want|other than|instead of)\s+(?:\w+\s+){0,2}$"),
     }
 
 
@@ -543,6 +560,8 @@ def template_key(act: SystemAct) -> str:
         return "nomatch"
     if act.action == A_INFORM:
         return "inform_" + "_".join(act.slots)
+    if act.action == A_REQMORE and act.value == "open":
+        return "reqmore_open"
     return ACTIONS[act.action]
 
 
@@ -585,6 +604,8 @@ def _act_from_key(key: str, g: dict, cat: Catalogue, lexicon: dict) -> SystemAct
         return SystemAct(A_OFFER, constraints=c)
     if key.startswith("inform_"):
         return SystemAct(A_INFORM, restaurant=r, slots=key[7:].split("_"))
+    if key == "reqmore_open":
+        return SystemAct(A_REQMORE, value="open")
     action = ACTIONS.index(key)
     if key.startswith("confirm_"):
         slot = key[8:]
@@ -625,7 +646,8 @@ def parse_system(text: str, cat: Catalogue, templates: dict, lexicon: dict) -> S
         if slots:
             return SystemAct(A_INFORM, restaurant=r, slots=slots)
         return SystemAct(A_OFFER, restaurant=r)
-    if re.search(r"\b(sorry|no)\b.*\b(no|not|can't|cannot|couldn't)\b.*\b(restaurant|place|match)", low):
+    if re.search(r"\b(sorry|no)\b.*\b(no|not|can't|cannot|couldn't)\b.*\b(restaurant|place|match)",
+                 low):
         return SystemAct(A_OFFER, constraints={})
     if "how many" in low:
         return SystemAct(A_REQUEST["people"], slot="people")
@@ -664,14 +686,13 @@ def choose_action(q: np.ndarray, obs: np.ndarray) -> np.ndarray:
 _RESOURCES: dict = {}
 
 
-def load_resources(models_dir, registry_module=None):
-    """(catalogue, templates, lexicon) from the shipped JSON side files (cached)."""
+def load_resources(models_dir):
+    """(catalogue, templates, lexicon) from the shipped JSON side files (verified, cached)."""
     from runtime import registry
 
-    reg = registry_module or registry
-    data = reg.load_json("dialogue", "catalogue", models_dir)
-    templates = reg.load_json("dialogue", "templates", models_dir)
-    lexicon = reg.load_json("dialogue", "lexicon", models_dir)
+    data = registry.load_json("dialogue", "catalogue", models_dir)
+    templates = registry.load_json("dialogue", "templates", models_dir)
+    lexicon = registry.load_json("dialogue", "lexicon", models_dir)
     key = id(data)
     hit = _RESOURCES.get(key)
     if hit is None or hit[0] is not data:

@@ -21,10 +21,10 @@
   substituted ones (clipped), so a low confidence is evidence, not proof, of an error.
 * **Env** (:class:`DialogueEnv`, Gymnasium API): the observation is
   ``runtime.dialogue.Tracker.features()`` of the noisy acts (the same code the runtime runs);
-  actions are ``runtime.dialogue.ACTIONS``. Reward -1 per system turn, +20 when the system says
-  bye after booking a restaurant that satisfies the TRUE goal (right people and time) and
-  informing every requested slot of it, -10 on any other end (bye too early, user hangs up,
-  30-turn cap).
+  actions are ``runtime.dialogue.ACTIONS`` (masked by ``runtime.dialogue.mask_from_obs``).
+  Reward -1 per system turn, +20 when the system says bye after booking a restaurant that
+  satisfies the TRUE goal (right people and time) and informing every requested slot of it,
+  -20 on any other end (bye too early, user hangs up, 30-turn cap).
 
 Baselines:
 
@@ -41,12 +41,12 @@ Baselines:
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from runtime.dialogue import (
-    A_BOOK, A_BYE, A_CONFIRM, A_INFORM, A_NONE, A_OFFER, A_REQMORE, A_REQUEST, ACTIONS, BOOKING,
+    A_BOOK, A_BYE, A_CONFIRM, A_INFORM, A_OFFER, A_REQMORE, A_REQUEST, ACTIONS, BOOKING,
     CONSTRAINTS, DONTCARE, INFORMABLE, N_ACTIONS, OBS_DIM, REQUESTABLE, Catalogue, SystemAct,
     Tracker, mask_from_obs, parse_system, resolve_action,
 )
@@ -103,7 +103,8 @@ def make_catalogue(seed: int = 0, n: int = 80) -> dict:
     pairs = len(ONTOLOGY["cuisine"]) * len(ONTOLOGY["area"])
     per = n // pairs
     if n % pairs or not 1 <= per <= len(_NAMES["italian"]) // len(ONTOLOGY["area"]):
-        raise ValueError(f"n must be a multiple of {pairs} between {pairs} and {2 * pairs}, got {n}")
+        raise ValueError(f"n must be {pairs} or {2 * pairs} (restaurants per cuisine and area: "
+                         f"1 or 2), got {n}")
     rng = np.random.default_rng(seed)
     restaurants = []
     for c in ONTOLOGY["cuisine"]:
@@ -134,7 +135,8 @@ SYSTEM_TEMPLATES = {
                      "Just to check, you want to eat in the {value}?"],
     "confirm_price": ["Did you say the {value} price range?",
                       "Just to check, you are looking for something {value}?"],
-    "confirm_people": ["Did you say a table for {value}?", "Just to check, that is {value} people?"],
+    "confirm_people": ["Did you say a table for {value}?",
+                       "Just to check, that is {value} people?"],
     "confirm_time": ["Did you say the booking is at {value}?",
                      "Just to check, you would like the table at {value}?"],
     "offer": ["{name} serves {cuisine} food in the {area} and is in the {price} price range.",
@@ -148,6 +150,8 @@ SYSTEM_TEMPLATES = {
     "inform_phone_address": ["{name} is at {address} and the phone number is {phone}.",
                              "The address of {name} is {address}, phone {phone}."],
     "reqmore": ["Is there anything else I can help you with?", "Can I help with anything else?"],
+    "reqmore_open": ["Could you tell me more about what you are looking for?",
+                     "Any other preferences I should know about?"],
     "bye": ["Thank you, goodbye!", "Enjoy your meal. Goodbye!"],
 }
 
@@ -183,7 +187,8 @@ LEXICON = {
     "dontcare_cuisine": [r"any (?:kind |type |sort )?of food", r"any food", r"any cuisine",
                          r"whatever food", r"(?:food|cuisine) does(?:n't| not) matter",
                          r"don't care about the (?:food|cuisine)"],
-    "dontcare_area": [r"anywhere", r"any area", r"any part of (?:town|the city)",
+    "dontcare_area": [r"anywhere(?: in town| in the city)?", r"any area",
+                      r"any part of (?:town|the city)",
                       r"area does(?:n't| not) matter", r"location does(?:n't| not) matter",
                       r"don't care about the area"],
     "dontcare_price": [r"any price(?: range)?", r"price does(?:n't| not) matter",
@@ -214,12 +219,12 @@ class SimConfig:
     patience: tuple = (12, 20)           # system turns before the user hangs up (inclusive)
     tolerance: tuple = (0, 2)            # system mistakes tolerated (inclusive range)
     p_dontcare: float = 0.2
-    p_unsatisfiable: float = 0.1         # goal has no match; the user relaxes one slot on "no match"
+    p_unsatisfiable: float = 0.1         # no restaurant fits; relaxed on a right "no match"
     p_open_booking: float = 0.3          # opening turn also gives people/time
     p_extra_inform: float = 0.25         # answering a request, also volunteer one more slot
     max_turns: int = 30
     reward_success: float = 20.0
-    reward_failure: float = -10.0
+    reward_failure: float = -20.0
     turn_cost: float = 1.0
 
 
@@ -351,7 +356,7 @@ class UserSimulator:
             wrong = [s for s, v in shown.items()
                      if g.constraints[s] != DONTCARE and v != g.constraints[s]]
             if not wrong and g.relax and not len(self.cat.matches(g.constraints)):
-                g.constraints[g.relax] = DONTCARE              # right: there is none; give up a slot
+                g.constraints[g.relax] = DONTCARE         # right: there is none; give up a slot
                 return self._inform([g.relax])
             self.mistakes += 1
             if wrong:
@@ -432,7 +437,8 @@ class DialogueEnv:
         heard = corrupt(true, self.rng, self.error_rate, self.cfg)
         self.tracker.user(heard)
         self.last = {"user_true": true, "user_heard": heard}
-        return self.tracker.features(), {"goal": self.goal, "error_rate": self.error_rate, **self.last}
+        info = {"goal": self.goal, "error_rate": self.error_rate, **self.last}
+        return self.tracker.features(), info
 
     def action_mask(self) -> np.ndarray:
         return self.tracker.mask()
@@ -590,32 +596,29 @@ def user_utterance(acts: list, rng: np.random.Generator, last_sys: SystemAct | N
     if "affirm" in kinds:
         parts.append(pick(["Yes.", "Yes please.", "That's right.", "Sounds good, please book it."]))
     c = {s: info[s] for s in CONSTRAINTS if s in info}
-    asked = last_sys.slot if last_sys is not None and last_sys.action in A_REQUEST.values() else None
+    asked = (last_sys.slot if last_sys is not None and last_sys.action in A_REQUEST.values()
+             else None)
     if c:
         if len(c) == 1 and asked in c and c[asked] == DONTCARE and rng.random() < 0.5:
             parts.append(pick(["I don't mind.", "It doesn't matter.", "No preference."]))
         else:
-            price = {"dontcare": "", None: ""}.get(c.get("price"), c.get("price"))
-            cuisine = c.get("cuisine")
-            food = ("any kind of food" if cuisine == DONTCARE else f"{cuisine} food") if cuisine else ""
-            area = c.get("area")
-            where = "anywhere in town" if area == DONTCARE else (f"in the {area}" if area else "")
-            if c.get("price") == DONTCARE:
-                where = (where + " at any price range").strip()
-            if cuisine and cuisine != DONTCARE:
-                np_ = f"{price} {cuisine} restaurant".strip()
-                lead = pick(["I'm looking for a", "I want a", "Find me a"])
-                phrase = f"{lead} {np_} {where}".strip()
-                if rng.random() < 0.4:
-                    phrase = f"I want {price} {cuisine} food {where}".replace("  ", " ").strip()
-            elif cuisine == DONTCARE:
-                phrase = f"I want {price + ' ' if price else ''}{food} {where}".strip()
-            elif price:
-                phrase = f"Something {price} {where}".strip()
+            cuisine, area, price = c.get("cuisine"), c.get("area"), c.get("price")
+            adj = price if price not in (None, DONTCARE) else ""
+            if cuisine not in (None, DONTCARE):
+                np_ = f"{adj} {cuisine} restaurant".strip()
+                art = "an" if np_[0] in "aeiou" else "a"
+                head = pick([f"I'm looking for {art} {np_}", f"I want {art} {np_}",
+                             f"Find me {art} {np_}", f"I want {adj} {cuisine} food"])
             else:
-                phrase = f"Somewhere {where}" if area != DONTCARE else "Anywhere in town is fine"
-                if not where and c.get("price") == DONTCARE:
-                    phrase = "Any price range is fine"
+                head = f"Something {adj}" if adj else ("Somewhere" if area not in (None, DONTCARE)
+                                                       else "")
+            main = f"{head} in the {area}" if area not in (None, DONTCARE) else head
+            extras = [text for slot, text in (("cuisine", "any kind of food is fine"),
+                                              ("area", "anywhere in town is fine"),
+                                              ("price", "any price range is fine"))
+                      if c.get(slot) == DONTCARE]
+            phrase = ", ".join(x for x in [main] + extras if x)
+            phrase = phrase[0].upper() + phrase[1:]
             parts.append(" ".join(phrase.split()) + ".")
     if "people" in info or "time" in info:
         p, t = info.get("people"), info.get("time")

@@ -1,0 +1,226 @@
+"""Dialogue policy: a DQN that runs a restaurant-booking conversation (kind ``dialogue``).
+
+Data: no corpus. The seeded catalogue, the agenda-based user simulator and its noisy NLU channel
+live in :mod:`trainer.dialogue_sim`; the observation (belief state features), the action set
+and the action mask live in :mod:`runtime.dialogue` so that training and serving share one
+implementation.
+
+``train`` runs :func:`trainer.dqn.train_dqn` (Double DQN, masked actions) on ``num_envs``
+simulators whose NLU error rate is drawn per dialogue from ``[train_error_min,
+train_error_max]``; ``export`` writes the Q-network (``obs float32 [None, OBS_DIM] -> q float32
+[None, N_ACTIONS]``, plus an int8 variant) and the catalogue, templates and lexicon as JSON;
+``evaluate`` simulates ``eval_dialogues`` dialogues per NLU error rate for the exported DQN (via
+onnxruntime), the rule policies and a random policy, plus text-level dialogues through
+``runtime.generate`` (keyword NLU on simulated user sentences).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from runtime.dialogue import ACTIONS, N_ACTIONS, OBS_DIM, Catalogue, mask_from_obs
+from trainer.dialogue_sim import (
+    LEXICON, SYSTEM_TEMPLATES, DialogueEnv, SimConfig, make_catalogue, q_policy, random_policy,
+    rule_confirm_policy, rule_policy, run_dialogues, text_dialogue, tracker_policy,
+)
+
+KIND = "dialogue"
+DATA = ("No dataset: a seeded catalogue of restaurants and an agenda-based user simulator with "
+        "a noisy NLU channel (trainer/dialogue_sim.py).")
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    catalogue_seed: int = 0
+    n_restaurants: int = 80
+    train_error_min: float = 0.0          # NLU error rate drawn per training dialogue
+    train_error_max: float = 0.4
+    reward_scale: float = 0.1             # rewards are multiplied by this for the DQN only
+    # DQN (see trainer.dqn.DQNConfig)
+    total_steps: int = 200_000
+    learning_rate: float = 5e-4
+    buffer_size: int = 100_000
+    batch_size: int = 128
+    gamma: float = 0.97
+    target_update_every: int = 500
+    start_epsilon: float = 1.0
+    end_epsilon: float = 0.02
+    exploration_fraction: float = 0.3
+    learning_starts: int = 2000
+    train_every: int = 1
+    hidden: tuple = (128, 128)
+    num_envs: int = 8
+    prioritized: bool = False
+    checkpoint_every: int = 25_000
+    # evaluation
+    eval_dialogues: int = 1000
+    eval_error_rates: tuple = (0.0, 0.1, 0.2)
+    eval_text_dialogues: int = 200
+    int8: bool = True
+
+
+PROFILES = {
+    "quick": Config(total_steps=3_000, learning_starts=500, hidden=(64, 64), buffer_size=5_000,
+                    checkpoint_every=1_500, eval_dialogues=100, eval_text_dialogues=10,
+                    exploration_fraction=0.5, int8=False),
+    "full": Config(),
+}
+
+
+def _dqn_config(cfg: Config):
+    from trainer.dqn import DQNConfig
+
+    return DQNConfig(
+        total_steps=cfg.total_steps, learning_rate=cfg.learning_rate,
+        buffer_size=cfg.buffer_size, batch_size=cfg.batch_size, gamma=cfg.gamma,
+        target_update_every=cfg.target_update_every, start_epsilon=cfg.start_epsilon,
+        end_epsilon=cfg.end_epsilon, exploration_fraction=cfg.exploration_fraction,
+        learning_starts=cfg.learning_starts, train_every=cfg.train_every,
+        hidden=tuple(cfg.hidden), num_envs=cfg.num_envs, seed=cfg.seed,
+        checkpoint_every=cfg.checkpoint_every, prioritized=cfg.prioritized)
+
+
+def catalogue(cfg: Config) -> dict:
+    return make_catalogue(cfg.catalogue_seed, cfg.n_restaurants)
+
+
+class ScaledRewardEnv(DialogueEnv):
+    """The simulator with rewards multiplied by ``scale`` (Q-targets of order 1 suit the Huber
+    loss and Adam better than +-20); metrics are always reported in unscaled rewards."""
+
+    def __init__(self, *args, scale: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scale = float(scale)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, reward * self.scale, terminated, truncated, info
+
+
+def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
+    from trainer import common
+    from trainer.dqn import train_dqn
+
+    work_dir = Path(work_dir)
+    cat = Catalogue(catalogue(cfg))
+    sim = SimConfig(error_rate=(cfg.train_error_min, cfg.train_error_max))
+
+    def make_env(i: int) -> DialogueEnv:
+        return ScaledRewardEnv(cat, sim, seed=cfg.seed * 1000 + i, scale=cfg.reward_scale)
+
+    q, history = train_dqn(make_env, _dqn_config(cfg), work_dir, strategy=strategy,
+                           action_mask_fn=mask_from_obs, progress_desc="dialogue dqn")
+    if common.is_chief(strategy):
+        q.save_weights(str(work_dir / "q.weights.h5"))
+        common.save_json(work_dir / "train_summary.json", {
+            "steps": history.get("steps"), "steps_per_second": history.get("steps_per_second"),
+            "episodes": len(history["episode_returns"]),
+            "last_1000_mean_return": float(np.mean(history["episode_returns"][-1000:]))
+            / cfg.reward_scale if history["episode_returns"] else None})
+        common.save_learning_curve(
+            work_dir / "learning_curve.png",
+            {"episode return": np.asarray(history["episode_returns"]) / cfg.reward_scale,
+             "episode length (turns)": history["episode_lengths"],
+             "Huber loss": history["losses"]},
+            xlabel="episode / gradient step", title="dialogue DQN (mixed NLU error rates)")
+
+
+def load_q_network(cfg: Config, work_dir: Path):
+    from trainer.dqn import make_q_network
+
+    path = Path(work_dir) / "q.weights.h5"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `python -m trainer train {KIND}` first")
+    q = make_q_network(OBS_DIM, N_ACTIONS, tuple(cfg.hidden), name="q")
+    q.load_weights(str(path))
+    return q
+
+
+def export(cfg: Config, work_dir: Path, out_dir: Path) -> None:
+    import tensorflow as tf
+
+    from trainer import common
+    from trainer.export import export_tf_function, quantize_int8, write_entry, write_json
+
+    q = load_q_network(cfg, work_dir)
+
+    def q_values(obs):
+        return tf.identity(q(obs, training=False), name="q")
+
+    # parity on real observations (random belief states from the simulator), batch 1 and 64
+    env = DialogueEnv(catalogue(cfg), SimConfig(error_rate=0.2), seed=cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    obs = [env.reset(seed=int(rng.integers(1 << 30)))[0]]
+    while len(obs) < 64:
+        o, _, term, trunc, _ = env.step(int(rng.choice(np.flatnonzero(env.action_mask()))))
+        obs.append(env.reset()[0] if term or trunc else o)
+    samples = [[np.stack(obs[:1])], [np.stack(obs)]]
+    files = {"q": export_tf_function(q_values, [tf.TensorSpec([None, OBS_DIM], tf.float32,
+                                                              name="obs")],
+                                     kind=KIND, role="q", out_dir=out_dir, sample_inputs=samples)}
+    if cfg.int8:
+        files["q_int8"] = quantize_int8(files["q"], kind=KIND, role="q_int8", out_dir=out_dir)
+    files["catalogue"] = write_json(catalogue(cfg), kind=KIND, role="catalogue", out_dir=out_dir)
+    files["templates"] = write_json(SYSTEM_TEMPLATES, kind=KIND, role="templates", out_dir=out_dir)
+    files["lexicon"] = write_json(LEXICON, kind=KIND, role="lexicon", out_dir=out_dir)
+    notes = (f"q: obs float32 [N, {OBS_DIM}] (runtime.dialogue.Tracker.features) -> q float32 "
+             f"[N, {N_ACTIONS}] over actions {', '.join(ACTIONS)}; mask with "
+             "runtime.dialogue.mask_from_obs. catalogue/templates/lexicon: JSON side files.")
+    write_entry(out_dir, KIND, files, common.config_dict(cfg), notes=notes)
+
+
+def _onnx_q(models_dir: Path, precision: str):
+    from runtime import registry
+
+    sess = registry.session(KIND, "q", models_dir, precision)
+    name = sess.get_inputs()[0].name
+    return lambda obs: registry.run(sess, {name: np.asarray(obs, np.float32)})[0]
+
+
+def evaluate(cfg: Config, work_dir: Path, models_dir: Path) -> dict:
+    import runtime
+    from runtime import registry
+
+    models_dir = Path(models_dir)
+    registry.clear_cache()
+    cat = Catalogue(registry.load_json(KIND, "catalogue", models_dir))
+    policies = {"dqn": q_policy(_onnx_q(models_dir, "fp32")),
+                "rule": tracker_policy(rule_policy),
+                "rule_confirm": tracker_policy(rule_confirm_policy),
+                "random": random_policy(cfg.seed)}
+    if "q_int8" in registry.entry(KIND, models_dir)["files"]:
+        policies["dqn_int8"] = q_policy(_onnx_q(models_dir, "int8"))
+    n = cfg.eval_dialogues
+    metrics: dict = {"dialogues_per_setting": n,
+                     "command": f"python -m trainer train {KIND} --profile full"}
+    for name, policy in policies.items():
+        metrics[name] = {f"{e:.1f}": run_dialogues(policy, cat, n=n, error_rate=e,
+                                                   seed=cfg.seed + 7)
+                         for e in cfg.eval_error_rates}
+    lo, hi = f"{min(cfg.eval_error_rates):.1f}", f"{max(cfg.eval_error_rates):.1f}"
+    metrics["target"] = {
+        f"dqn_matches_rule_at_{lo}": metrics["dqn"][lo]["success_rate"]
+        >= metrics["rule"][lo]["success_rate"],
+        f"dqn_beats_rule_at_{hi}": metrics["dqn"][hi]["success_rate"]
+        > metrics["rule"][hi]["success_rate"]}
+    # text level: simulated users speak template sentences, runtime.generate answers in text
+    t0 = time.perf_counter()
+    reply = lambda history, seed: runtime.generate(KIND, history=history, seed=seed,  # noqa
+                                                   models_dir=models_dir)
+    runs = [text_dialogue(reply, cat, seed=cfg.seed * 7919 + i)
+            for i in range(cfg.eval_text_dialogues)]
+    replies = sum(r["turns"] for r in runs)
+    metrics["text_end_to_end"] = {
+        "dialogues": len(runs),
+        "success_rate": float(np.mean([r["success"] for r in runs])) if runs else 0.0,
+        "mean_turns": float(np.mean([r["turns"] for r in runs])) if runs else 0.0,
+        "mean_reply_ms": 1000 * (time.perf_counter() - t0) / max(1, replies)}
+    summary = Path(work_dir) / "train_summary.json"
+    if summary.exists():
+        import json
+        metrics["train"] = json.loads(summary.read_text())
+    return metrics
