@@ -3,7 +3,8 @@
 The shipped Q-network (trained by DQN against ``trainer.recsim``, a RecSim-style user-interest
 simulator) scores every catalogue item for the state computed from ``history`` (the ids the user
 consumed, oldest first); the slate is the top ``k`` items by Q-value among the items not in
-``history``.  ``history=[]`` is the cold start (the slate learned for a new session).
+``history``, best first (simulated users look at the first slots most).  ``history=[]`` is
+the cold start (the slate learned for a new session).
 
 Options
     history  list of distinct int item ids in ``0 .. N-1`` (N = catalogue size, >= 200);
@@ -116,8 +117,16 @@ def top_k(q: np.ndarray, exclude, k: int, rng: np.random.Generator, explore: flo
     return [int(i) for i in order[:k]]
 
 
+_CATALOGUES: dict = {}
+
+
 def load_catalogue(models_dir) -> Catalogue:
-    return Catalogue.from_json(registry.load_json("recommend", "catalogue", models_dir))
+    """The shipped catalogue as arrays (cached per models dir and file hash)."""
+    key = (str(models_dir), registry.file_entry("recommend", "catalogue", models_dir)["sha256"])
+    cat = _CATALOGUES.get(key)
+    if cat is None:
+        cat = _CATALOGUES[key] = Catalogue.from_json(registry.load_json("recommend", "catalogue", models_dir))
+    return cat
 
 
 def check_history(history, n_items: int) -> list[int]:
@@ -149,6 +158,11 @@ def generate(*, rng: np.random.Generator, models_dir: Path, precision: str, hist
         raise ValueError(f"k must be at most the number of items not in history ({left})")
     explore = _opt.check_float("explore", explore, 0.0, 1.0)
     sess = registry.session("recommend", "q", models_dir, precision)
+    inp = sess.get_inputs()[0]
+    if inp.shape[-1] != obs_dim(cat) or sess.get_outputs()[0].shape[-1] != cat.n_items:
+        raise ModelError(f"the recommend Q-network (input {inp.shape}, output "
+                         f"{sess.get_outputs()[0].shape}) does not match the catalogue "
+                         f"({cat.n_items} items, state size {obs_dim(cat)}): re-export recommend")
     obs = featurise(history, cat)[None, :]
-    q = sess.run(None, {sess.get_inputs()[0].name: obs})[0][0]
+    q = sess.run(None, {inp.name: obs})[0][0]
     return top_k(q, history, k, rng, explore)

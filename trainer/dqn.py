@@ -69,6 +69,7 @@ class DQNConfig:
     per_alpha: float = 0.6
     per_beta0: float = 0.4               # annealed linearly to 1.0 over total_steps
     max_grad_norm: float = 10.0
+    n_step: int = 1                      # n-step returns (bootstrap with gamma ** n)
 
 
 def make_q_network(obs_dim: int, n_actions: int, hidden=(128, 128), name: str = "q") -> keras.Model:
@@ -94,23 +95,26 @@ class ReplayBuffer:
         self.actions = np.zeros(self.capacity, np.int64)
         self.rewards = np.zeros(self.capacity, np.float32)
         self.dones = np.zeros(self.capacity, np.float32)
+        self.nsteps = np.ones(self.capacity, np.int16)          # rewards summed (n-step)
         self.priorities = np.zeros(self.capacity, np.float64)
         self.pos, self.size = 0, 0
 
     def __len__(self) -> int:
         return self.size
 
-    def add_batch(self, obs, actions, rewards, next_obs, dones) -> None:
+    def add_batch(self, obs, actions, rewards, next_obs, dones, nsteps=1) -> None:
         n = len(actions)
         idx = (self.pos + np.arange(n)) % self.capacity
         self.obs[idx], self.next_obs[idx] = obs, next_obs
         self.actions[idx], self.rewards[idx], self.dones[idx] = actions, rewards, dones
+        self.nsteps[idx] = nsteps
         self.priorities[idx] = self.priorities[: self.size].max() if self.size else 1.0
         self.pos = int((self.pos + n) % self.capacity)
         self.size = int(min(self.size + n, self.capacity))
 
     def sample(self, batch_size: int, rng: np.random.Generator, beta: float = 0.4):
-        """-> (obs, actions, rewards, next_obs, dones, weights, indices)."""
+        """-> (obs, actions, rewards, next_obs, dones, weights, indices); ``self.nsteps[indices]``
+        gives each transition's number of summed rewards."""
         if self.prioritized:
             p = self.priorities[: self.size] ** self.alpha
             p /= p.sum()
@@ -133,6 +137,7 @@ class ReplayBuffer:
         n = self.size
         np.savez(tmp, obs=self.obs[:n], next_obs=self.next_obs[:n], actions=self.actions[:n],
                  rewards=self.rewards[:n], dones=self.dones[:n], priorities=self.priorities[:n],
+                 nsteps=self.nsteps[:n],
                  meta=np.array([self.pos, self.size, self.capacity], np.int64))
         os.replace(tmp, path)
 
@@ -144,10 +149,33 @@ class ReplayBuffer:
             pos, size, cap = (int(v) for v in z["meta"])
             if cap != self.capacity or z["obs"].shape[1:] != (self.obs_dim,):
                 return False
-            for name in ("obs", "next_obs", "actions", "rewards", "dones", "priorities"):
-                getattr(self, name)[:size] = z[name]
+            for name in ("obs", "next_obs", "actions", "rewards", "dones", "priorities", "nsteps"):
+                if name in z:
+                    getattr(self, name)[:size] = z[name]
         self.pos, self.size = pos, size
         return True
+
+
+class NStep:
+    """Per-env queues turning 1-step transitions into n-step ones.
+
+    ``push`` returns the finished transitions ``(obs, action, sum_j gamma^j r_j, next_obs,
+    terminated, m)``: one once the queue holds n steps, and all the queued ones at an episode end
+    (a truncated episode still bootstraps from its last observation, with gamma ** m)."""
+
+    def __init__(self, num_envs: int, n: int, gamma: float):
+        self.queues = [[] for _ in range(num_envs)]
+        self.n, self.gamma = int(n), float(gamma)
+
+    def push(self, i, obs, action, reward, next_obs, terminated, episode_end):
+        q = self.queues[i]
+        q.append((obs, action, reward))
+        out = []
+        while q and (len(q) == self.n or episode_end):
+            ret = sum(self.gamma ** j * step[2] for j, step in enumerate(q))
+            out.append((q[0][0], q[0][1], ret, next_obs, float(terminated), len(q)))
+            q.pop(0)
+        return out
 
 
 def _space_dims(env) -> tuple[int, int]:
@@ -204,7 +232,7 @@ def _build_train_step(q, target, optimizer, cfg: DQNConfig, strategy, n_actions:
     replicas = strategy.num_replicas_in_sync
     huber = keras.losses.Huber(reduction="none")
 
-    def step_fn(obs, actions, rewards, next_obs, dones, weights, next_mask):
+    def step_fn(obs, actions, rewards, next_obs, discounts, weights, next_mask):
         q_next_target = target(next_obs, training=False)
         neg = tf.constant(-1e9, tf.float32)
         if cfg.double_dqn:
@@ -214,7 +242,7 @@ def _build_train_step(q, target, optimizer, cfg: DQNConfig, strategy, n_actions:
         else:
             next_v = tf.reduce_max(tf.where(next_mask, q_next_target, neg), axis=1)
         next_v = tf.where(tf.reduce_any(next_mask, axis=1), next_v, 0.0)
-        y = tf.stop_gradient(rewards + cfg.gamma * (1.0 - dones) * next_v)
+        y = tf.stop_gradient(rewards + discounts * next_v)        # discounts = gamma^n (1 - done)
         with tf.GradientTape() as tape:
             q_sa = tf.gather(q(obs, training=True), actions, axis=1, batch_dims=1)
             per_example = huber(y[:, None], q_sa[:, None]) * weights
@@ -225,8 +253,8 @@ def _build_train_step(q, target, optimizer, cfg: DQNConfig, strategy, n_actions:
         return loss, y - q_sa
 
     @tf.function(reduce_retracing=True)
-    def train_step(obs, actions, rewards, next_obs, dones, weights, next_mask):
-        loss, td = strategy.run(step_fn, args=(obs, actions, rewards, next_obs, dones, weights, next_mask))
+    def train_step(obs, actions, rewards, next_obs, discounts, weights, next_mask):
+        loss, td = strategy.run(step_fn, args=(obs, actions, rewards, next_obs, discounts, weights, next_mask))
         loss = strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
         td = strategy.experimental_local_results(td)[0]
         return loss, td
@@ -246,12 +274,17 @@ def _atomic_json(path: Path, obj) -> None:
 
 
 def train_dqn(make_env: Callable[[int], object], cfg: DQNConfig, work_dir: Path, *, strategy=None,
-              action_mask_fn=None, progress_desc: str = "dqn", q_network_fn=None):
+              action_mask_fn=None, progress_desc: str = "dqn", q_network_fn=None,
+              env_action_fn=None):
     """Train a Q-network on ``cfg.num_envs`` envs from ``make_env(i)``. -> (q_network, history).
 
     ``q_network_fn(obs_dim, n_actions, name) -> keras.Model`` replaces the default MLP
     (``make_q_network(obs_dim, n_actions, cfg.hidden, name)``), e.g. for a network that uses
     action features; it is called twice (online and target network) inside ``strategy.scope()``.
+    ``env_action_fn(actions [B], q_values [B, A], mask [B, A] | None) -> list`` maps the chosen
+    actions to what ``env.step`` receives (default: the action itself), e.g. a recommendation
+    slate built around the action from the same batch of Q-values; the replay buffer stores the
+    chosen action.
 
     history: ``episode_returns``, ``episode_lengths``, ``episode_end_steps`` (transition count at
     each episode end), ``losses`` (one per gradient step), ``steps_per_second`` (transitions/s of
@@ -286,6 +319,7 @@ def train_dqn(make_env: Callable[[int], object], cfg: DQNConfig, work_dir: Path,
     forward = tf.function(lambda x: q(x, training=False),
                           input_signature=[tf.TensorSpec([None, obs_dim], tf.float32)])
     all_true = np.ones((cfg.batch_size, n_actions), bool)
+    nstep = NStep(cfg.num_envs, cfg.n_step, cfg.gamma)
 
     obs = np.stack([np.asarray(e.reset(seed=cfg.seed * 1000 + start + i)[0], np.float32)
                     for i, e in enumerate(envs)])
@@ -298,14 +332,15 @@ def train_dqn(make_env: Callable[[int], object], cfg: DQNConfig, work_dir: Path,
             # --- act: one batched forward for all envs, epsilon-greedy in numpy -----------------
             eps = linear_epsilon(cfg, step)
             mask = action_mask_fn(obs) if action_mask_fn is not None else None
-            actions = epsilon_greedy(forward(obs).numpy(), eps, rng, mask)
+            q_batch = forward(obs).numpy()
+            actions = epsilon_greedy(q_batch, eps, rng, mask)
+            env_actions = env_action_fn(actions, q_batch, mask) if env_action_fn else actions.tolist()
             next_obs = np.empty_like(obs)
-            real_next = np.empty_like(obs)
-            rewards, terms = np.zeros(cfg.num_envs, np.float32), np.zeros(cfg.num_envs, np.float32)
+            done_steps = []
             for i, env in enumerate(envs):
-                o, r, term, trunc, _ = env.step(int(actions[i]))
-                real_next[i] = next_obs[i] = o
-                rewards[i], terms[i] = r, float(term)
+                o, r, term, trunc, _ = env.step(env_actions[i])
+                next_obs[i] = o
+                done_steps += nstep.push(i, obs[i], actions[i], r, next_obs[i].copy(), term, term or trunc)
                 ep_ret[i] += r
                 ep_len[i] += 1
                 if term or trunc:
@@ -314,7 +349,9 @@ def train_dqn(make_env: Callable[[int], object], cfg: DQNConfig, work_dir: Path,
                     history["episode_end_steps"].append(int(step + i + 1))
                     ep_ret[i], ep_len[i] = 0.0, 0
                     next_obs[i] = env.reset()[0]
-            rb.add_batch(obs, actions, rewards, real_next, terms)
+            if done_steps:
+                o_, a_, r_, o2_, d_, m_ = (np.asarray(x) for x in zip(*done_steps))
+                rb.add_batch(o_, a_, r_, o2_, d_, m_)
             obs = next_obs
             step += cfg.num_envs
             vec_step += 1
@@ -323,7 +360,8 @@ def train_dqn(make_env: Callable[[int], object], cfg: DQNConfig, work_dir: Path,
                 beta = cfg.per_beta0 + (1.0 - cfg.per_beta0) * min(1.0, step / cfg.total_steps)
                 o, a, r, o2, d, w, idx = rb.sample(cfg.batch_size, rng, beta)
                 m2 = action_mask_fn(o2) if action_mask_fn is not None else all_true
-                loss, td = train_step(o, a, r, o2, d, w, m2)
+                disc = (cfg.gamma ** rb.nsteps[idx] * (1.0 - d)).astype(np.float32)
+                loss, td = train_step(o, a, r, o2, disc, w, m2)
                 rb.update_priorities(idx, td.numpy()) if cfg.prioritized else None
                 pending_losses.append(loss)
                 grad_steps += 1

@@ -16,12 +16,16 @@ and a hidden *appeal* (thumbnail/headline attractiveness) that is anti-correlate
 User (hidden state, drawn per session): interests ``u`` in [-1, 1]^T around a population prior,
 a time budget ``budget0`` minutes.
 
-Choice model: multinomial logit over the slate plus a no-click option,
-``score_i = click_affinity * (u . topic_i) + click_appeal * appeal_i``,
+Choice model: multinomial logit over the slate plus a no-click option, with position bias
+(users look at the first slot more than at the fifth),
+``score_i = click_affinity * (u . topic_i) + click_appeal * appeal_i - position_bias * pos_i``
+(``pos_i`` = 0 for the first item of the slate),
 ``P(i) = exp(score_i) / (exp(no_click_score) + sum_j exp(score_j))``.
 
 On a click on item i (engagement = reward = watch time, in minutes):
     watch = length_i * sigmoid(watch_bias + watch_affinity * (u . topic_i) + watch_quality * (quality_i - 0.5))
+    (watch_quality defaults to 0: as in RecSim's interest evolution, quality does not change how
+    long this item is watched -- interest does -- it changes what happens next:)
     budget -= watch;  budget += refund * watch * quality_i        (good content re-engages)
     u += drift * topic_i * (quality_i - quality_pivot) * (1 - u^2) (interests grow toward what
                                                                    satisfied the user, shrink
@@ -57,13 +61,14 @@ class RecSimConfig:
     max_steps: int = 40              # slates per session (truncation)
     no_click_cost: float = 1.0       # minutes lost browsing a slate without clicking
     no_click_score: float = 2.5
+    position_bias: float = 1.0       # score penalty per slate position (0 for the first item)
     click_affinity: float = 3.0
     click_appeal: float = 2.5
     watch_bias: float = 0.0
     watch_affinity: float = 2.0
-    watch_quality: float = 1.0
+    watch_quality: float = 0.0
     refund: float = 0.9              # share of watch time refunded x quality
-    drift: float = 0.25
+    drift: float = 0.5
     quality_pivot: float = 0.4
     interest_scale: float = 0.5      # spread of user interests around the population prior
 
@@ -180,7 +185,7 @@ class RecSimEnv:
     def choice_probs(self, slate) -> np.ndarray:
         """P(click slate[i]) for each i, then P(no click) last."""
         s = np.empty(len(slate) + 1)
-        s[:-1] = self.scores(slate)
+        s[:-1] = self.scores(slate) - self.cfg.position_bias * np.arange(len(slate))
         s[-1] = self.cfg.no_click_score
         e = np.exp(s - s.max())
         return e / e.sum()
