@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.tf, pytest.mark.slow]
-KIND = "image"   # a GAN: two models, two optimizers, EMA weights - a demanding checkpoint
+KIND = "text"   # maximum likelihood then policy gradient: two models, two optimizers
 
 
 def _trainer(args, env=None, **kw):
@@ -33,7 +33,7 @@ def _checkpoint_steps(ckpt_dir: Path) -> list[int]:
 
 def test_killed_training_resumes_from_last_checkpoint(tmp_path):
     args = ["train", KIND, "--profile", "quick", "--work", str(tmp_path / "work"),
-            "--out", str(tmp_path / "out"), "--set", "steps=600", "--set", "ckpt_every=25"]
+            "--out", str(tmp_path / "out"), "--set", "mle_steps=400", "--set", "ckpt_every=20"]
     ckpt_dir = tmp_path / "work" / KIND / "quick" / "checkpoints"
     proc = _trainer(args)
     deadline = time.time() + 240
@@ -43,7 +43,7 @@ def test_killed_training_resumes_from_last_checkpoint(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = max(_checkpoint_steps(ckpt_dir))
-    assert 50 <= killed_at < 600, "the run should be killed part way"
+    assert 50 <= killed_at < 400, "the run should be killed part way"
 
     proc = _trainer(args)
     _, err = proc.communicate(timeout=600)
@@ -51,7 +51,7 @@ def test_killed_training_resumes_from_last_checkpoint(tmp_path):
     resumed = re.search(r"resumed from \S+ \(step (\d+)\)", err)
     assert resumed, err[-3000:]
     assert int(resumed.group(1)) >= killed_at          # not from scratch
-    assert max(_checkpoint_steps(ckpt_dir)) == 600      # and it finished the schedule
+    assert max(_checkpoint_steps(ckpt_dir)) >= 400      # and it finished the schedule
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["models"][KIND]
 
 
@@ -70,21 +70,24 @@ def test_two_workers_over_loopback_end_with_identical_weights(tmp_path):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         procs.append(_trainer(["train", KIND, "--profile", "quick", "--strategy", "multiworker",
                                "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
-                               "--set", "steps=40", "--set", "ckpt_every=20"],
+                               "--set", "mle_steps=20", "--set", "ckpt_every=10",
+                               "--set", "rl_steps=2"],
                               env={"TF_CONFIG": tf_config, "CUDA_VISIBLE_DEVICES": ""}))
     t0 = time.time()
     outputs = [p.communicate(timeout=600) for p in procs]
     for p, (_, err) in zip(procs, outputs):
         assert p.returncode == 0, err[-3000:]
     print(f"two-worker quick run: {time.time() - t0:.1f}s")
+    chief_log = outputs[0][1]
+    assert "2 replica(s) in sync" in chief_log, chief_log[-2000:]   # both workers joined
     run_dir = tmp_path / "work" / KIND / "quick"
     chief = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run_dir / "checkpoints")))
     other = tf.train.load_checkpoint(
         tf.train.latest_checkpoint(str(run_dir / "checkpoints-worker-1")))
-    names = [n for n, _ in tf.train.list_variables(str(run_dir / "checkpoints"))
-             if "model" in n.lower() or "variables" in n.lower() or "generator" in n.lower()]
-    assert names
-    for name, _ in tf.train.list_variables(str(run_dir / "checkpoints")):
+    variables = tf.train.list_variables(str(run_dir / "checkpoints"))
+    assert len(variables) > 10
+    assert max(_checkpoint_steps(run_dir / "checkpoints")) >= 20   # it trained
+    for name, _ in variables:
         if name.endswith("_CHECKPOINTABLE_OBJECT_GRAPH"):
             continue
         np.testing.assert_array_equal(chief.get_tensor(name), other.get_tensor(name), err_msg=name)

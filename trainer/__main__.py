@@ -76,6 +76,8 @@ def run(command: str, kind: str, args) -> dict | None:
     out = Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     strategy = common.make_strategy(args.strategy)
+    print(f"== strategy {type(strategy).__name__}: {strategy.num_replicas_in_sync} replica(s) "
+          f"in sync", file=sys.stderr)
     t0 = time.time()
     metrics = None
     if command == "train":
