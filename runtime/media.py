@@ -28,6 +28,19 @@ def note_name(pitch: int) -> str:
     return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
+SHADES = " .:-=+*#%@"
+
+
+def ascii_strip(images: np.ndarray, max_items: int = 6, step: int = 2) -> str:
+    """Up to ``max_items`` uint8 images side by side as text (every ``step``-th pixel)."""
+    rows = []
+    picks = [img[::step, ::step] for img in images[:max_items]]
+    for r in range(picks[0].shape[0]):
+        rows.append("  ".join("".join(SHADES[int(v) * (len(SHADES) - 1) // 255] for v in p[r])
+                              for p in picks).rstrip())
+    return "\n".join(rows)
+
+
 def image_grid(images: np.ndarray, pad: int = 2) -> np.ndarray:
     """Tile (n, H, W) uint8 images into one near-square grid with a dark border."""
     n, h, w = images.shape
@@ -79,10 +92,13 @@ def write_sample(kind: str, result, path: Path, options: dict) -> str:
         return (options.get("prompt") or "") + result
     if kind == "image":
         write_png(path, result)
-        return f"{result.shape[0]} images of {result.shape[1]}x{result.shape[2]} (grid)"
+        return (f"{result.shape[0]} images of {result.shape[1]}x{result.shape[2]} (grid); "
+                f"the first ones:\n{ascii_strip(result)}")
     if kind == "video":
         write_gif(path, result)
-        return f"{result.shape[0]} frames of {result.shape[1]}x{result.shape[2]}"
+        every = max(1, len(result) // 6)
+        return (f"{result.shape[0]} frames of {result.shape[1]}x{result.shape[2]}; one frame in "
+                f"{every}:\n{ascii_strip(result[::every], step=3)}")
     if kind == "level":
         path.write_text("\n".join(result) + "\n", encoding="utf-8")
         return "\n".join(result)
