@@ -75,13 +75,16 @@ class TFSession:
     """Looks like an onnxruntime session to runtime/<kind>.py; runs a tf.function."""
 
     class _Arg:
-        def __init__(self, name):
-            self.name = name
+        _TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)", "int32": "tensor(int32)"}
 
-    def __init__(self, fn, signature, output_names):
+        def __init__(self, name, shape=None, dtype="float32"):
+            self.name, self.shape, self.type = name, shape, self._TYPES.get(dtype, dtype)
+
+    def __init__(self, fn, signature, outputs):
         self.fn, self.signature = fn, signature
-        self._inputs = [self._Arg(s.name) for s in signature]
-        self._outputs = [self._Arg(n) for n in output_names]
+        self._inputs = [self._Arg(s.name, [d if d is not None else "batch" for d in s.shape.as_list()],
+                                  s.dtype.name) for s in signature]
+        self._outputs = [self._Arg(o["name"], o["shape"], o["dtype"]) for o in outputs]
 
     def get_inputs(self):
         return self._inputs
@@ -123,8 +126,7 @@ def use_tensorflow_engine(kind: str) -> None:
     shipped = registry.entry(kind)["files"]
     sessions = {}
     for (k, role), (fn, sig) in captured.items():
-        outputs = [o["name"] for o in shipped.get(role, {}).get("outputs", [])]
-        sessions[role] = TFSession(fn, sig, outputs)
+        sessions[role] = TFSession(fn, sig, shipped.get(role, {}).get("outputs", []))
     original = registry.session
 
     def session(k, role, models_dir=None, precision="fp32"):
