@@ -24,14 +24,13 @@ difficulty, walked steps, and the rate of route segments that needed the BFS fal
 """
 from __future__ import annotations
 
-import dataclasses
-import io
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from trainer import tabular
 
 KIND = "level"
 DATA = ("No external data: every training episode is a procedurally seeded obstacle field drawn "
@@ -77,90 +76,39 @@ def _env_kwargs(cfg: Config) -> dict:
                 bump_reward=cfg.bump_reward, goal_reward=cfg.goal_reward)
 
 
-def _decay(cfg: Config) -> float:
-    """Per-episode epsilon decay reaching ``epsilon_min`` after 80% of the episodes."""
-    if cfg.epsilon <= cfg.epsilon_min or cfg.epsilon_min <= 0:
-        return 1.0
-    return float((cfg.epsilon_min / cfg.epsilon) ** (1.0 / max(1, int(0.8 * cfg.episodes))))
-
-
-def _curve_points(values: np.ndarray, points: int) -> list[float]:
-    if len(values) == 0:
-        return []
-    return [float(b.mean()) for b in np.array_split(values, min(points, len(values)))]
-
-
 def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
     """Q-learning in fastcore; ``strategy`` is unused (tabular, single process, C loop)."""
     from fastcore.level_env import LevelEnv, train_level_agent
-    from trainer.common import Progress, load_json, save_json, save_learning_curve
-    from trainer.export import atomic_write_bytes
 
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     env = LevelEnv(**_env_kwargs(cfg))
-    state = load_json(work_dir / "state.json", None)
-    if state and state.get("config") == json.loads(json.dumps(dataclasses.asdict(cfg))) \
-            and (work_dir / "q.npy").exists():
-        q = np.load(work_dir / "q.npy")
-        print(f"resumed from {work_dir / 'q.npy'} (chunk {state['chunk']}/{cfg.chunks})")
-    else:
-        q = np.zeros((env.n_states, env.n_actions), dtype=np.float64)
-        state = {"config": json.loads(json.dumps(dataclasses.asdict(cfg))), "chunk": 0,
-                 "epsilon": cfg.epsilon, "return": [], "length": [], "updates": 0,
-                 "seconds": 0.0}
-    per_chunk = [len(a) for a in np.array_split(np.arange(cfg.episodes), cfg.chunks)]
-    decay = _decay(cfg)
-    with Progress(cfg.episodes, f"{KIND} Q-learning", unit="episode",
-                  initial=sum(per_chunk[:state["chunk"]])) as bar:
-        for chunk in range(state["chunk"], cfg.chunks):
-            t0 = time.time()
-            _, stats = train_level_agent(
-                per_chunk[chunk], alpha=cfg.alpha, gamma=cfg.gamma, epsilon=state["epsilon"],
-                epsilon_decay=decay, epsilon_min=cfg.epsilon_min, max_steps=cfg.max_steps,
-                seed=cfg.seed * 1_000_003 + chunk, q=q, **_env_kwargs(cfg))
-            state["seconds"] += time.time() - t0
-            state["chunk"] = chunk + 1
-            state["epsilon"] = stats["epsilon"]
-            state["updates"] += stats["updates"]
-            state["return"] += _curve_points(stats["returns"], 25)
-            state["length"] += _curve_points(stats["lengths"].astype(float), 25)
-            buf = io.BytesIO()
-            np.save(buf, q)
-            atomic_write_bytes(work_dir / "q.npy", buf.getvalue())
-            save_json(work_dir / "state.json", state)
-            bar.update(per_chunk[chunk], ret=state["return"][-1], len=state["length"][-1],
-                       eps=state["epsilon"],
-                       updates_per_s=state["updates"] / max(state["seconds"], 1e-9))
-    save_learning_curve(work_dir / "learning_curve.png",
-                        {"episode return": state["return"], "episode length": state["length"]},
-                        xlabel=f"block of {max(1, cfg.episodes // max(1, len(state['return'])))} "
-                               f"episodes", title="level agent: Q-learning on random fields")
+    q, state = tabular.resume_or_start(cfg, work_dir, (env.n_states, env.n_actions),
+                                       curves=("return", "length"))
+
+    def run_chunk(episodes, epsilon, decay, seed):
+        return train_level_agent(episodes, alpha=cfg.alpha, gamma=cfg.gamma, epsilon=epsilon,
+                                 epsilon_decay=decay, epsilon_min=cfg.epsilon_min,
+                                 max_steps=cfg.max_steps, seed=seed, q=q, **_env_kwargs(cfg))[1]
+
+    def record(state, stats):
+        state["return"] += tabular.curve_points(stats["returns"], 25)
+        state["length"] += tabular.curve_points(stats["lengths"].astype(float), 25)
+        return {"ret": state["return"][-1], "len": state["length"][-1]}
+
+    tabular.train_chunks(cfg, work_dir, KIND, q, state, run_chunk, record)
+    tabular.save_curve(cfg, work_dir, state,
+                       {"episode return": state["return"], "episode length": state["length"]},
+                       title="level agent: Q-learning on random fields")
 
 
 def export(cfg: Config, work_dir: Path, out_dir: Path) -> None:
-    import tensorflow as tf
-
     from runtime import level as rt
     from trainer.common import config_dict
-    from trainer.export import export_tf_function, write_entry, write_json
+    from trainer.export import write_entry, write_json
 
-    q = np.load(Path(work_dir) / "q.npy")
-    if q.shape != (rt.N_STATES, rt.N_ACTIONS):
-        raise ValueError(f"Q-table shape {q.shape} does not match the runtime's encoding "
-                         f"({rt.N_STATES}, {rt.N_ACTIONS})")
-    # a Variable (not a captured constant) so that tf2onnx freezes it into an initializer
-    table = tf.Variable(q.astype(np.float32), trainable=False, name="q_table")
-
-    @tf.function
-    def q_values(state):
-        # out-of-range indices are clamped (ONNX Gather would fail on them)
-        return {"q": tf.gather(table, tf.clip_by_value(state, 0, rt.N_STATES - 1))}
-
-    spec = [tf.TensorSpec([None], tf.int64, name="state")]
-    samples = [[np.arange(rt.N_STATES, dtype=np.int64)], [np.array([0, 17, 8191], np.int64)]]
-    q_entry = export_tf_function(q_values, spec, kind=KIND, role="q", out_dir=out_dir,
-                                 sample_inputs=samples)
+    q = tabular.load_q(work_dir, (rt.N_STATES, rt.N_ACTIONS))
+    q_entry = tabular.export_q_table(q, rt.N_STATES, [0, 17, 8191], kind=KIND, out_dir=out_dir)
     env = {
         "encoding": ENCODING, "n_states": rt.N_STATES, "n_actions": rt.N_ACTIONS,
         "actions": ["right", "down", "left", "up"],
@@ -252,12 +200,8 @@ def evaluate(cfg: Config, work_dir: Path, models_dir: Path) -> dict:
         "rl": _evaluate_generator(table, cfg),
         "baseline_random_walk": _evaluate_generator(None, cfg),
     }
-    state = json.loads((Path(work_dir) / "state.json").read_text()) \
-        if (Path(work_dir) / "state.json").exists() else {}
-    if state.get("return"):
-        metrics["training"] = {"episodes": cfg.episodes, "updates": state.get("updates"),
-                               "updates_per_s": state["updates"] / max(state["seconds"], 1e-9),
-                               "first_return": state["return"][0],
-                               "final_return": state["return"][-1]}
+    training = tabular.training_summary(cfg, work_dir, "first_return", "final_return")
+    if training:
+        metrics["training"] = training
     metrics["eval_seconds"] = round(time.time() - t0, 1)
     return metrics

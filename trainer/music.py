@@ -30,14 +30,14 @@ under the Bach bigram (transposed back to C); ``phrase_start_tonic_pct``.
 """
 from __future__ import annotations
 
-import dataclasses
-import io
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from trainer import tabular
 
 KIND = "music"
 DATA = ("Rewards from music theory (no data) plus a style prior: a pitch bigram of the soprano "
@@ -155,23 +155,9 @@ def _env_kwargs(cfg: Config, logp: np.ndarray) -> dict:
     return kw
 
 
-def _decay(cfg: Config) -> float:
-    if cfg.epsilon <= cfg.epsilon_min or cfg.epsilon_min <= 0:
-        return 1.0
-    return float((cfg.epsilon_min / cfg.epsilon) ** (1.0 / max(1, int(0.8 * cfg.episodes))))
-
-
-def _curve_points(values: np.ndarray, points: int) -> list[float]:
-    if len(values) == 0:
-        return []
-    return [float(b.mean()) for b in np.array_split(values, min(points, len(values)))]
-
-
 def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
     """Q-learning in fastcore; ``strategy`` is unused (tabular, single process, C loop)."""
     from fastcore.melody_env import MelodyEnv, train_melody_agent
-    from trainer.common import Progress, load_json, save_json, save_learning_curve
-    from trainer.export import atomic_write_bytes
 
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -182,65 +168,32 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
     logp = style_logp(bigram["counts"], cfg.style_smoothing)
     env_kwargs = _env_kwargs(cfg, logp)
     env = MelodyEnv(**env_kwargs)
-    cfg_json = json.loads(json.dumps(dataclasses.asdict(cfg)))
-    state = load_json(work_dir / "state.json", None)
-    if state and state.get("config") == cfg_json and (work_dir / "q.npy").exists():
-        q = np.load(work_dir / "q.npy")
-        print(f"resumed from {work_dir / 'q.npy'} (chunk {state['chunk']}/{cfg.chunks})")
-    else:
-        q = np.zeros((env.n_states, env.n_actions), dtype=np.float64)
-        state = {"config": cfg_json, "chunk": 0, "epsilon": cfg.epsilon, "return": [],
-                 "updates": 0, "seconds": 0.0}
-    per_chunk = [len(a) for a in np.array_split(np.arange(cfg.episodes), cfg.chunks)]
-    decay = _decay(cfg)
-    with Progress(cfg.episodes, f"{KIND} Q-learning", unit="episode",
-                  initial=sum(per_chunk[:state["chunk"]])) as bar:
-        for chunk in range(state["chunk"], cfg.chunks):
-            t1 = time.time()
-            _, stats = train_melody_agent(
-                per_chunk[chunk], alpha=cfg.alpha, gamma=cfg.gamma, epsilon=state["epsilon"],
-                epsilon_decay=decay, epsilon_min=cfg.epsilon_min,
-                seed=cfg.seed * 1_000_003 + chunk, q=q, **env_kwargs)
-            state["seconds"] += time.time() - t1
-            state["chunk"] = chunk + 1
-            state["epsilon"] = stats["epsilon"]
-            state["updates"] += stats["updates"]
-            # return per step (episodes have 1..8 bars)
-            state["return"] += _curve_points(stats["returns"] / stats["lengths"], 25)
-            buf = io.BytesIO()
-            np.save(buf, q)
-            atomic_write_bytes(work_dir / "q.npy", buf.getvalue())
-            save_json(work_dir / "state.json", state)
-            bar.update(per_chunk[chunk], ret_per_step=state["return"][-1], eps=state["epsilon"],
-                       updates_per_s=state["updates"] / max(state["seconds"], 1e-9))
-    save_learning_curve(work_dir / "learning_curve.png", {"reward per step": state["return"]},
-                        xlabel=f"block of {max(1, cfg.episodes // max(1, len(state['return'])))}"
-                               f" episodes", title="melody agent: Q-learning")
+    q, state = tabular.resume_or_start(cfg, work_dir, (env.n_states, env.n_actions),
+                                       curves=("return",))
+
+    def run_chunk(episodes, epsilon, decay, seed):
+        return train_melody_agent(episodes, alpha=cfg.alpha, gamma=cfg.gamma, epsilon=epsilon,
+                                  epsilon_decay=decay, epsilon_min=cfg.epsilon_min, seed=seed,
+                                  q=q, **env_kwargs)[1]
+
+    def record(state, stats):
+        # return per step (episodes have 1..8 bars)
+        state["return"] += tabular.curve_points(stats["returns"] / stats["lengths"], 25)
+        return {"ret_per_step": state["return"][-1]}
+
+    tabular.train_chunks(cfg, work_dir, KIND, q, state, run_chunk, record)
+    tabular.save_curve(cfg, work_dir, state, {"reward per step": state["return"]},
+                       title="melody agent: Q-learning")
 
 
 def export(cfg: Config, work_dir: Path, out_dir: Path) -> None:
-    import tensorflow as tf
-
     from runtime import music as rt
     from trainer.common import config_dict
-    from trainer.export import export_tf_function, write_entry, write_json
+    from trainer.export import write_entry, write_json
 
     work_dir = Path(work_dir)
-    q = np.load(work_dir / "q.npy")
-    if q.shape != (rt.N_STATES, rt.N_PITCH):
-        raise ValueError(f"Q-table shape {q.shape} does not match the runtime's encoding "
-                         f"({rt.N_STATES}, {rt.N_PITCH})")
-    # a Variable (not a captured constant) so that tf2onnx freezes it into an initializer
-    table = tf.Variable(q.astype(np.float32), trainable=False, name="q_table")
-
-    @tf.function
-    def q_values(state):
-        return {"q": tf.gather(table, tf.clip_by_value(state, 0, rt.N_STATES - 1))}
-
-    spec = [tf.TensorSpec([None], tf.int64, name="state")]
-    samples = [[np.arange(rt.N_STATES, dtype=np.int64)], [np.array([0, 311, 5303], np.int64)]]
-    q_entry = export_tf_function(q_values, spec, kind=KIND, role="q", out_dir=out_dir,
-                                 sample_inputs=samples)
+    q = tabular.load_q(work_dir, (rt.N_STATES, rt.N_PITCH))
+    q_entry = tabular.export_q_table(q, rt.N_STATES, [0, 311, 5303], kind=KIND, out_dir=out_dir)
     env = {
         "encoding": rt.ENCODING, "n_states": rt.N_STATES, "n_actions": rt.N_PITCH,
         "low_midi": rt.LOW_MIDI, "steps_per_bar": rt.STEPS_PER_BAR, "trained_key": "C",
@@ -348,12 +301,9 @@ def evaluate(cfg: Config, work_dir: Path, models_dir: Path) -> dict:
             if k in ("in_key_pct", "end_on_tonic_pct", "distinct_pct")},
         "sampling": sampling,
     }
-    state = json.loads((Path(work_dir) / "state.json").read_text()) \
-        if (Path(work_dir) / "state.json").exists() else {}
-    if state.get("return"):
-        metrics["training"] = {"episodes": cfg.episodes, "updates": state.get("updates"),
-                               "updates_per_s": state["updates"] / max(state["seconds"], 1e-9),
-                               "first_reward_per_step": state["return"][0],
-                               "final_reward_per_step": state["return"][-1]}
+    training = tabular.training_summary(cfg, work_dir, "first_reward_per_step",
+                                        "final_reward_per_step")
+    if training:
+        metrics["training"] = training
     metrics["eval_seconds"] = round(time.time() - t0, 1)
     return metrics
