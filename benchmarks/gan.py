@@ -7,8 +7,8 @@ from the training checkpoint), side by side.
 
 Rows:
   image  batch 1 / batch 64  images per second: runtime.generate("image", n=B) vs
-         tf.function(g_ema)(z) for the same batch (both include drawing z; the runtime also
-         converts to uint8).
+         tf.function(g_ema)([z, label]) for the same batch (both include drawing z and labels;
+         the runtime also converts to uint8).
   image  batch 64, quality=1  images/s with discriminator rejection sampling (8x candidates).
   video  frames per second: runtime.generate("video", frames=64) (incl. first frames from the
          image GAN) vs a tf.function step loop rolling the trained step model for 64 frames.
@@ -94,10 +94,14 @@ def main(argv=None) -> int:
 
             g = tf_models["image"].g_ema
             zd = g.inputs[0].shape[-1]
-            fn = tf.function(lambda z: g(z, training=False))
+            fn = tf.function(lambda z, y: g([z, y], training=False))
             rng = np.random.default_rng(0)
-            tfr = _rate(lambda: fn(tf.constant(rng.standard_normal((batch, zd), dtype=np.float32)))
-                        .numpy(), batch, args.seconds)
+
+            def tf_batch(batch=batch):
+                z = rng.standard_normal((batch, zd), dtype=np.float32)
+                y = rng.integers(0, 10, batch).astype(np.int64)
+                return fn(tf.constant(z), tf.constant(y)).numpy()
+            tfr = _rate(tf_batch, batch, args.seconds)
         rows.append((f"image, batch {batch}", "images/s", rt, tfr))
     rt = _rate(lambda: runtime.generate("image", n=64, quality=1.0, seed=next(seed),
                                         models_dir=models), 64, args.seconds)
@@ -118,7 +122,7 @@ def main(argv=None) -> int:
             def roll(ctx):
                 outs = []
                 for _ in range(frames - 2):
-                    nxt = m.g([ctx, tf.random.normal((1, c, c, 1))], training=False)
+                    nxt = m.g([ctx, tf.random.normal((1, c, c, 1))], training=False)[0]
                     outs.append(nxt)
                     ctx = tf.concat([ctx[..., 1:2], nxt], -1)
                 return tf.concat(outs, -1)
