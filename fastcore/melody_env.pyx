@@ -245,37 +245,6 @@ cdef class MelodyEnv(Env):
         return self.observe()
 
     # ------------------------------------------------------------------ Python-side helpers
-    def rollout(self, long n_steps, uint64_t seed):
-        """Uniformly random actions for ``n_steps`` steps -> (states, actions, rewards, dones)."""
-        if n_steps < 0:
-            raise ValueError("n_steps must be >= 0")
-        states = np.zeros(n_steps + 1, dtype=np.int64)
-        actions = np.zeros(n_steps, dtype=np.int64)
-        rewards = np.zeros(n_steps, dtype=np.float64)
-        dones = np.zeros(n_steps, dtype=np.uint8)
-        cdef int64_t[::1] s_v = states
-        cdef int64_t[::1] a_v = actions
-        cdef double[::1] r_v = rewards
-        cdef unsigned char[::1] d_v = dones
-        cdef Rng rng
-        cdef long i
-        cdef int s, a
-        cdef double r = 0.0
-        cdef bint done = False
-        rng.state = seed
-        with nogil:
-            s = self.reset(&rng)
-            s_v[0] = s
-            for i in range(n_steps):
-                a = rng_below(&rng, N_PITCH)
-                s = self.step(s, a, &rng, &r, &done)
-                a_v[i] = a
-                r_v[i] = r
-                d_v[i] = done
-                if done:
-                    s = self.reset(&rng)
-                s_v[i + 1] = s
-        return states, actions, rewards, dones
 
     def melody(self):
         """MIDI pitches played so far in the current episode."""
