@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import importlib
 
+import numpy as _np
+
 from runtime import options as _options
 from runtime import registry as _registry
 from runtime.errors import ModelError
@@ -58,8 +60,14 @@ def _check_kind(kind, models_dir) -> None:
                          f"(all kinds: {', '.join(KINDS)})")
 
 
+_modules: dict = {}
+
+
 def kind_module(kind: str):
-    return importlib.import_module(KINDS[kind])
+    module = _modules.get(kind)
+    if module is None:
+        module = _modules[kind] = importlib.import_module(KINDS[kind])
+    return module
 
 
 def generate(kind: str, *, seed: int | None = None, models_dir=None, precision: str = "fp32",
@@ -69,18 +77,17 @@ def generate(kind: str, *, seed: int | None = None, models_dir=None, precision: 
     Same arguments and ``seed`` give the same result; ``seed=None`` draws fresh randomness.
     Bad options raise ``ValueError``; missing or damaged models raise ``ModelError``.
     """
-    import numpy as np
-
     _check_kind(kind, models_dir)
     seed = _options.check_seed(seed)
-    precision = _options.check_choice("precision", precision, PRECISIONS)
+    if not (isinstance(precision, str) and precision in PRECISIONS):   # message only on failure
+        _options.check_choice("precision", precision, PRECISIONS)
     root = _registry.resolve(models_dir)
     module = kind_module(kind)
-    unknown = sorted(set(options) - set(module.OPTIONS))
-    if unknown:
+    defaults = module.OPTIONS
+    if not options.keys() <= defaults.keys():
+        unknown = sorted(set(options) - set(defaults))
         raise ValueError(f"unknown option(s) {', '.join(map(repr, unknown))} for kind {kind!r}; "
-                         f"accepted: {', '.join(module.OPTIONS) or 'none'}, seed, precision, "
+                         f"accepted: {', '.join(defaults) or 'none'}, seed, precision, "
                          f"models_dir")
-    merged = {**module.OPTIONS, **options}
-    rng = np.random.default_rng(seed)
-    return module.generate(rng=rng, models_dir=root, precision=precision, **merged)
+    return module.generate(rng=_np.random.default_rng(seed), models_dir=root,
+                           precision=precision, **{**defaults, **options})

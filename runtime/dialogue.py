@@ -42,6 +42,9 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime import options, registry
+from runtime.errors import ModelError
+
 # ----------------------------------------------------------------------------- the domain
 CONSTRAINTS = ("cuisine", "area", "price")
 BOOKING = ("people", "time")
@@ -95,12 +98,26 @@ class Catalogue:
                      for s in CONSTRAINTS}
         self.by_name = {n.lower(): i for i, n in enumerate(self.names)}
         self._all = np.arange(len(self.restaurants))
+        self._all.setflags(write=False)
+        self._memo: dict = {}
 
     def __len__(self) -> int:
         return len(self.restaurants)
 
     def matches(self, belief: dict) -> np.ndarray:
-        """Indices of restaurants consistent with ``belief`` (slot -> value/dontcare/None)."""
+        """Indices of restaurants consistent with ``belief`` (slot -> value/dontcare/None).
+
+        Memoised per constraint triple (a read-only array): every reply needs it, and there
+        are only a few hundred triples."""
+        key = tuple(belief.get(s) for s in CONSTRAINTS)
+        hit = self._memo.get(key)
+        if hit is None:
+            if len(self._memo) >= 4096:      # unknown values could make keys unbounded
+                self._memo.clear()
+            hit = self._memo[key] = self._match(belief)
+        return hit
+
+    def _match(self, belief: dict) -> np.ndarray:
         ok = None
         for s in CONSTRAINTS:
             v = belief.get(s)
@@ -109,7 +126,11 @@ class Catalogue:
             idx = self.index[s].get(v, -1)
             m = self.cols[s] == idx
             ok = m if ok is None else ok & m
-        return self._all if ok is None else np.flatnonzero(ok)
+        if ok is None:
+            return self._all
+        found = np.flatnonzero(ok)
+        found.setflags(write=False)
+        return found
 
     def satisfies(self, r: int, constraints: dict) -> bool:
         rest = self.restaurants[r]
@@ -253,7 +274,7 @@ class Tracker:
 
     # -- observation ---------------------------------------------------------------------------
     def features(self) -> np.ndarray:
-        f = np.zeros(OBS_DIM, np.float32)
+        f = [0.0] * OBS_DIM      # a list, converted once: numpy item assignment is slower
         i = _F_SLOT
         for s in INFORMABLE:
             v = self.value[s]
@@ -277,7 +298,7 @@ class Tracker:
         f[_F_SYS + self.last_sys.action] = 1.0
         f[_F_NOMATCH] = self.last_sys.nomatch
         f[_F_TURN] = min(self.turn, MAX_TURN) / MAX_TURN
-        return f
+        return np.array(f, np.float32)
 
     def mask(self) -> np.ndarray:
         return mask_from_obs(self.features()[None])[0]
@@ -292,21 +313,23 @@ def mask_from_obs(obs: np.ndarray) -> np.ndarray:
     book: a restaurant is offered, people and time are known and it is not booked yet;
     inform: a restaurant is offered and some of its info (phone, address) is still untold."""
     obs = np.asarray(obs, np.float32).reshape(-1, OBS_DIM)
+    on = obs > 0.5
+    # per-slot flags as [B, slot] views: basic slicing, since the runtime calls this on every
+    # reply and column lists (fancy indexing) made it 3x slower
+    slots = on[:, _F_SLOT:_F_REQ].reshape(-1, len(INFORMABLE), len(SLOT_FEATURES))
+    filled, dontcare, confirmed = (slots[:, :, SLOT_FEATURES.index(f)]
+                                   for f in ("filled", "dontcare", "confirmed"))
+    offered, booked = on[:, _F_STATE], on[:, _F_STATE + 1]
     m = np.ones((obs.shape[0], N_ACTIONS), bool)
-    for s in INFORMABLE:
-        filled = obs[:, feature_index(s, "filled")] > 0.5
-        dontcare = obs[:, feature_index(s, "dontcare")] > 0.5
-        confirmed = obs[:, feature_index(s, "confirmed")] > 0.5
-        m[:, A_CONFIRM[s]] = filled & ~dontcare & ~confirmed
-    offered = obs[:, _F_STATE] > 0.5
-    m[:, A_OFFER] = ~offered & np.all([obs[:, feature_index(s, "filled")] > 0.5
-                                       for s in CONSTRAINTS], axis=0)
-    booked = obs[:, _F_STATE + 1] > 0.5
-    m[:, A_BOOK] = (offered & ~booked & (obs[:, feature_index("people", "filled")] > 0.5)
-                    & (obs[:, feature_index("time", "filled")] > 0.5))
-    untold = np.any([obs[:, _F_REQ + 2 * i + 1] < 0.5 for i in range(len(REQUESTABLE))], axis=0)
-    m[:, A_INFORM] = offered & untold
+    m[:, _M_CONFIRM] = filled & ~(dontcare | confirmed)
+    m[:, A_OFFER] = ~offered & filled[:, :len(CONSTRAINTS)].all(axis=1)
+    m[:, A_BOOK] = offered & ~booked & filled[:, len(CONSTRAINTS):].all(axis=1)
+    m[:, A_INFORM] = offered & (obs[:, _F_REQ + 1:_F_STATE:2] < 0.5).any(axis=1)  # untold info
     return m
+
+
+_M_CONFIRM = slice(A_CONFIRM[INFORMABLE[0]], A_CONFIRM[INFORMABLE[-1]] + 1)
+assert list(range(N_ACTIONS))[_M_CONFIRM] == [A_CONFIRM[s] for s in INFORMABLE]
 
 
 def resolve_action(tracker: Tracker, action: int, rng: np.random.Generator) -> SystemAct:
@@ -359,12 +382,18 @@ _NUMBER_WORDS = {w: i for i, w in enumerate(
 _NUM = r"(\d{1,2}|" + "|".join(_NUMBER_WORDS) + r")"
 
 
+_DOT_TIME = re.compile(r"(\d)\.(\d\d)\b")
+_CLAUSE_BREAK = re.compile(r"[.,;!?]")
+_OTHER_CHARS = re.compile(r"[^a-z0-9:'|\s]")
+_SPACES = re.compile(r"\s+")
+
+
 def _normalise(text: str) -> str:
     text = text.lower().replace("’", "'")
-    text = re.sub(r"(\d)\.(\d\d)\b", r"\1:\2", text)           # 7.30 -> 7:30
-    text = re.sub(r"[.,;!?]", " | ", text)                      # clause breaks stop negation
-    text = re.sub(r"[^a-z0-9:'|\s]", " ", text)
-    return " " + re.sub(r"\s+", " ", text).strip() + " "
+    text = _DOT_TIME.sub(r"\1:\2", text)              # 7.30 -> 7:30
+    text = _CLAUSE_BREAK.sub(" | ", text)              # clause breaks stop negation
+    text = _OTHER_CHARS.sub(" ", text)
+    return " " + _SPACES.sub(" ", text).strip() + " "
 
 
 def _num(token: str) -> int:
@@ -397,6 +426,7 @@ _PEOPLE_PATTERNS = (
     re.compile(r"\bfor " + _NUM + r"\b(?! ?(?:pm|am|o'clock|:))"),
     re.compile(r"\bjust (me)\b"),
 )
+_BARE_NUMBER = re.compile(r"\b" + _NUM + r"\b")
 
 
 def _compile_lexicon(lexicon: dict) -> dict:
@@ -407,8 +437,8 @@ def _compile_lexicon(lexicon: dict) -> dict:
         for canonical, synonyms in lexicon["values"][slot].items():
             for phrase, conf in [(canonical, 0.95)] + [(s, 0.85) for s in synonyms]:
                 phrase = _normalise(phrase).strip()
-                entries.append((re.compile(r"(?<![a-z])" + re.escape(phrase) + r"(?![a-z])"),
-                                canonical, conf))
+                entries.append((phrase, re.compile(r"(?<![a-z])" + re.escape(phrase)
+                                                   + r"(?![a-z])"), canonical, conf))
         values[slot] = entries
     def words(key, suffix=""):
         return re.compile(r"\b(?:" + "|".join(lexicon[key]) + r")" + suffix + r"\b")
@@ -480,7 +510,7 @@ def parse_user(text: str, lexicon: dict, last_sys: SystemAct | None = None) -> l
                 rest = rest[:m.start()] + " " + rest[m.end():]
                 break
     if asked in BOOKING and asked not in slots_done:
-        m = re.search(r"\b" + _NUM + r"\b", rest)
+        m = _BARE_NUMBER.search(rest)
         if m:
             n = _num(m.group(1))
             if asked == "people" and 1 <= n <= 99:
@@ -494,7 +524,9 @@ def parse_user(text: str, lexicon: dict, last_sys: SystemAct | None = None) -> l
     # -- constraints: the last non-negated mention of each slot wins ----------------------------
     for slot in CONSTRAINTS:
         best = None
-        for pat, canonical, conf in lx["values"][slot]:
+        for phrase, pat, canonical, conf in lx["values"][slot]:
+            if phrase not in rest:      # most of the ~80 phrases are absent: skip their regex
+                continue
             for m in pat.finditer(rest):
                 if lx["negated_value"].search(rest[:m.start()]):
                     continue
@@ -687,25 +719,22 @@ _RESOURCES: dict = {}
 
 
 def load_resources(models_dir):
-    """(catalogue, templates, lexicon) from the shipped JSON side files (verified, cached)."""
-    from runtime import registry
+    """(catalogue, templates, lexicon) from the shipped JSON side files (verified, cached).
 
-    data = registry.load_json("dialogue", "catalogue", models_dir)
-    templates = registry.load_json("dialogue", "templates", models_dir)
-    lexicon = registry.load_json("dialogue", "lexicon", models_dir)
-    key = id(data)
-    hit = _RESOURCES.get(key)
-    if hit is None or hit[0] is not data:
-        hit = (data, Catalogue(data))
-        _RESOURCES[key] = hit
-    return hit[1], templates, lexicon
+    Cached on the manifest entry object, which the registry keeps while the manifest is
+    unchanged: one manifest check per reply instead of one per side file."""
+    entry = registry.entry("dialogue", models_dir)
+    hit = _RESOURCES.get(models_dir)
+    if hit is None or hit[0] is not entry:
+        data = registry.load_json("dialogue", "catalogue", models_dir)
+        hit = (entry, (Catalogue(data), registry.load_json("dialogue", "templates", models_dir),
+                       registry.load_json("dialogue", "lexicon", models_dir)))
+        _RESOURCES[models_dir] = hit
+    return hit[1]
 
 
 def generate(*, rng: np.random.Generator, models_dir: Path, precision: str = "fp32",
              history=()):
-    from runtime import options, registry
-    from runtime.errors import ModelError
-
     history = options.check_str_list("history", history, max_items=MAX_TURNS, max_len=MAX_CHARS)
     if len(history) % 2 == 0 and history:
         raise ValueError(f"history must alternate user/system turns starting with the user and "

@@ -9,21 +9,37 @@ Options
 ``digit``    ``None`` (default: each image's class drawn uniformly from 0..9, independently)
              or an integer 0..9 (all images show that digit).
 ``quality``  a number in [0, 1] (default 0): discriminator rejection sampling (after Azadi et
-             al., 2019). ``quality=0`` is plain sampling: one latent vector z ~ N(0, I) per
-             image, one generator call. ``quality=q > 0`` draws ``K = 1 + floor(7 q + 1/2)``
-             candidates per image (K = 8 at q = 1, 5 at q = 0.5), all of that image's class,
-             and runs the shipped discriminator on them. Rule: the first candidate (in drawing
-             order) that the discriminator's class head reads as the requested digit with
-             p(label | x) >= 0.99 is accepted; if none passes, the candidate with the highest
-             p(label | x) is kept. Accepting the *first* passing candidate (rather than the
-             top-scoring one) keeps the diversity of plain sampling; the rule only rejects
-             ambiguous or wrong-class digits. Cost: K x the generator and the discriminator.
-             (The discriminator's realness logit is shipped too; selecting on it was measured to
-             reduce diversity, see the manifest notes and metrics.)
-``precision``  "fp32" (default) or "int8" (a dynamically quantized generator; the
-             discriminator always runs in fp32).
+             al., 2019), done as sampling-importance-resampling. ``quality=0`` is plain
+             sampling: one latent vector z ~ N(0, I) per image, one generator call.
+             ``quality=q > 0`` draws ``K = 1 + floor(M q + 1/2)`` candidates per image, all of
+             that image's class, with M = ``max_extra_candidates`` of the rejection side file
+             (31 in the shipped models: K = 32 at q = 1, 17 at q = 0.5, 4 at q = 0.1), and
+             scores each with two discriminators:
+             * the shipped discriminator's class head, p(label | x) (a CNN trained on real
+               digits); a candidate is *eligible* if p(label | x) >= ``class_prob`` (0.99);
+             * the density-ratio discriminator of the side file: per class, the log ratio of
+               two Gaussians (real training digits vs the generator's samples) in the top 12
+               principal components of the real digits, ``s(x) = z' Q z + b' z + c`` with
+               ``z = (x - mean) @ components.T``, an estimate of log p_data(x | y) / p_g(x | y).
+             One eligible candidate is then kept at random with probability proportional to
+             exp(s(x)) (one uniform draw per image from the seeded generator); if none of the
+             K is eligible, the one with the highest p(label | x) is kept. As K grows the kept
+             digits approach the real digits' distribution (to the extent that s is the true
+             ratio): they become *more varied* where the generator is too narrow, instead of
+             collapsing onto its favourite shapes as a keep-the-top-score rule does.
+             Measured (``python -m trainer eval image``, 5 draws of 1,000): q = 1 lowers the
+             Frechet distance to held-out digits from 6.8 to 5.5 and raises the evaluation
+             classifier's confidence from 0.976 to 0.995 (manifest metrics, with spreads).
+             Cost: K x the generator and the discriminator plus a 784 x 12 projection per
+             candidate: about 16 ms per image at q = 1 against 0.6 ms at q = 0 (one
+             onnxruntime thread). At most 8,192 candidates (25 MB of float32) are held at
+             once, whatever n and K.
+             (The discriminator's realness logit is shipped too but not used: selecting on it
+             measurably reduced diversity, see metrics generator_quality_1_realness_argmax.)
+``precision``  "fp32" (default) or "int8" (a statically quantized generator, QDQ with
+             calibrated activations; the discriminator always runs in fp32).
 
-Caps: n <= 1024, so at most 8,192 candidates (25 MB of float32) are held at once.
+Caps: n <= 1024; candidates are generated and scored in blocks of at most 8,192.
 Same seed and options give the same images. No TensorFlow: numpy + onnxruntime only.
 """
 from __future__ import annotations
@@ -34,17 +50,18 @@ import numpy as np
 
 from runtime import options as _opt
 from runtime import registry
+from runtime.errors import ModelError
 
 KIND = "image"
 OPTIONS = {"n": 16, "quality": 0.0, "digit": None}
 MAX_N = 1024
-MAX_EXTRA = 7           # quality=1 draws 1 + 7 = 8 candidates per image
 N_CLASSES = 10
 CHUNK = 256             # images per onnxruntime call
+BLOCK = 8192            # candidates generated, scored and held at once
 
 
-def candidates_per_image(quality: float) -> int:
-    return 1 + int(math.floor(MAX_EXTRA * quality + 0.5))
+def candidates_per_image(quality: float, max_extra: int) -> int:
+    return 1 + int(math.floor(max_extra * quality + 0.5))
 
 
 def _run_chunked(sess, x: np.ndarray, labels: np.ndarray, output: int = 0) -> np.ndarray:
@@ -54,28 +71,95 @@ def _run_chunked(sess, x: np.ndarray, labels: np.ndarray, output: int = 0) -> np
     return np.concatenate(outs)
 
 
+class _Rule:
+    """The rejection side file as arrays (checked once per loaded file)."""
+
+    def __init__(self, raw: dict, where: str):
+        try:
+            lr = raw["log_ratio"]
+            self.max_extra = int(raw["max_extra_candidates"])
+            self.log_class_prob = math.log(float(raw["class_prob"]))
+            self.mean = np.asarray(lr["mean"], np.float64)
+            self.components = np.asarray(lr["components"], np.float64)
+            self.quad = np.asarray([c["quad"] for c in lr["classes"]], np.float64)
+            self.lin = np.asarray([c["lin"] for c in lr["classes"]], np.float64)
+            self.const = np.asarray([c["const"] for c in lr["classes"]], np.float64)
+            dim = len(self.components)
+            ok = (1 <= self.max_extra <= 63 and self.mean.shape == (28 * 28,)
+                  and self.components.shape == (dim, 28 * 28)
+                  and self.quad.shape == (N_CLASSES, dim, dim)
+                  and self.lin.shape == (N_CLASSES, dim) and self.const.shape == (N_CLASSES,))
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ModelError(f"{where}: the image rejection side file is not the one this "
+                             f"runtime reads (needs max_extra_candidates, class_prob and "
+                             f"log_ratio): re-export image")
+
+    def log_ratio(self, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """s(x) ~ log p_data(x | y) / p_g(x | y), float64 [N]."""
+        z = (x.reshape(len(x), -1).astype(np.float64) - self.mean) @ self.components.T
+        return (np.einsum("ni,nij,nj->n", z, self.quad[labels], z)
+                + np.einsum("ni,ni->n", z, self.lin[labels]) + self.const[labels])
+
+
+_rules: dict = {}
+
+
+def _rule(models_dir) -> _Rule:
+    raw = registry.load_json(KIND, "rejection", models_dir)
+    hit = _rules.get(id(raw))
+    if hit is None or hit[0] is not raw:
+        hit = _rules[id(raw)] = (raw, _Rule(raw, str(registry.resolve(models_dir))))
+    return hit[1]
+
+
+def select(class_logp: np.ndarray, log_ratio: np.ndarray, u: np.ndarray,
+           log_class_prob: float) -> np.ndarray:
+    """The rule on (images, K) scores: index of the kept candidate per image. Among the
+    candidates with class_logp >= log_class_prob, candidate j is kept with probability
+    exp(log_ratio_j) / sum over eligible exp(log_ratio) (inverse CDF at u in [0, 1));
+    with none eligible, the highest class_logp."""
+    ok = class_logp >= log_class_prob
+    s = np.where(ok, log_ratio, -np.inf)
+    any_ok = ok.any(1)
+    s = np.where(any_ok[:, None], s - np.where(any_ok, s.max(1), 0.0)[:, None], 0.0)
+    cum = np.cumsum(np.exp(s), 1)
+    pick = np.minimum((cum <= u[:, None] * cum[:, -1:]).sum(1), s.shape[1] - 1)
+    return np.where(any_ok, pick, class_logp.argmax(1))
+
+
 def sample_float(rng: np.random.Generator, models_dir, n: int, quality: float = 0.0,
                  precision: str = "fp32", digit: int | None = None) -> np.ndarray:
     """``n`` generated digits as float32 (n, 28, 28) in [-1, 1] (arguments already validated).
-    Shared with runtime.video, which places them on its canvas."""
+    Shared with runtime.video, which places them on its canvas.
+
+    Random stream: labels (if ``digit`` is None), then z for all n x K candidates (image i owns
+    rows i K .. i K + K - 1), then (K > 1) one uniform per image for the resampling."""
     gen = registry.session(KIND, "generator", models_dir, precision)
     zd = int(gen.get_inputs()[0].shape[1])
     if digit is None:
         labels = rng.integers(0, N_CLASSES, size=n).astype(np.int64)
     else:
         labels = np.full(n, digit, np.int64)
-    k = candidates_per_image(quality)
+    rule = _rule(models_dir) if quality > 0 else None
+    k = candidates_per_image(quality, rule.max_extra) if rule else 1
     z = rng.standard_normal((n * k, zd), dtype=np.float32)
-    cand_labels = np.repeat(labels, k)                  # image i owns rows i*k .. i*k + k - 1
-    images = _run_chunked(gen, z, cand_labels)
-    if k > 1:
-        rule = registry.load_json(KIND, "rejection", models_dir)
-        disc = registry.session(KIND, "discriminator", models_dir, "fp32")
-        logp = _run_chunked(disc, images, cand_labels, output=1).reshape(n, k)
-        ok = logp >= math.log(float(rule["class_prob"]))
-        pick = np.where(ok.any(1), ok.argmax(1), logp.argmax(1))   # first passing, else best
-        images = images.reshape(n, k, *images.shape[1:])[np.arange(n), pick]
-    return images
+    if k == 1:
+        return _run_chunked(gen, z, labels)
+    u = rng.random(n)
+    disc = registry.session(KIND, "discriminator", models_dir, "fp32")
+    out = np.empty((n, 28, 28), np.float32)
+    per = max(1, BLOCK // k)                              # images per block
+    for s in range(0, n, per):
+        e = min(n, s + per)
+        cand_labels = np.repeat(labels[s:e], k)
+        cand = _run_chunked(gen, z[s * k:e * k], cand_labels)
+        logp = _run_chunked(disc, cand, cand_labels, output=1).reshape(e - s, k)
+        ratio = rule.log_ratio(cand, cand_labels).reshape(e - s, k)
+        pick = select(logp, ratio, u[s:e], rule.log_class_prob)
+        out[s:e] = cand.reshape(e - s, k, 28, 28)[np.arange(e - s), pick]
+    return out
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:

@@ -72,3 +72,86 @@ def test_ort_export_writes_loadable_models_and_operator_config(tmp_path, exporte
     for path in target.glob("*.ort"):
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         assert sess.get_inputs()
+
+
+def test_int8_generation_runs_the_int8_files():
+    """precision="int8" loads the `<role>_int8` model (text: dynamic, image: static QDQ); the
+    image variant stays close to fp32 and both are deterministic by seed."""
+    kinds = [k for k in ("text", "image") if k in shipped_kinds()
+             and any(r.endswith("_int8") for r in runtime.info(k)["files"])]
+    if not kinds:
+        pytest.skip("no int8 text or image model shipped")
+    for kind in kinds:
+        files = runtime.info(kind)["files"]
+        role = next(r for r in files if r.endswith("_int8"))
+        registry.clear_cache()
+        out = runtime.generate(kind, seed=3, precision="int8")
+        assert {key[1] for key in registry._sessions} == {files[role]["file"]}, kind
+        assert _same(runtime.generate(kind, seed=3, precision="int8"), out)
+    if "image" in kinds:
+        fp32 = runtime.generate("image", n=32, seed=4).astype(np.float32)
+        int8 = runtime.generate("image", n=32, seed=4, precision="int8")
+        assert np.abs(fp32 - int8).mean() < 3          # same digits, ~1 grey level of error
+        assert "static" in runtime.info("image")["files"]["generator_int8"]["quantization"]
+
+
+def _toy_generator(onnx, z_dim=8, channels=4):
+    """z [N, z_dim] -> MatMul -> (N, channels, 3, 3) -> upsampling ConvTranspose -> tanh, plus a
+    stride-1 ConvTranspose that the sub-pixel rewrite must leave alone."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = {"dense": rng.standard_normal((z_dim, channels * 9)).astype(np.float32) * 0.3,
+         "shape": np.array([-1, channels, 3, 3], np.int64),
+         "up": rng.standard_normal((channels, 3, 4, 4)).astype(np.float32) * 0.3,
+         "up_b": rng.standard_normal(3).astype(np.float32) * 0.1,
+         "same": rng.standard_normal((3, 2, 3, 3)).astype(np.float32) * 0.3}
+    nodes = [helper.make_node("MatMul", ["z", "dense"], ["h"]),
+             helper.make_node("Reshape", ["h", "shape"], ["x"]),
+             helper.make_node("ConvTranspose", ["x", "up", "up_b"], ["y"], name="up",
+                              kernel_shape=[4, 4], strides=[2, 2], pads=[1, 1, 1, 1]),
+             helper.make_node("ConvTranspose", ["y", "same"], ["y2"], name="same",
+                              kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Tanh", ["y2"], ["images"])]
+    graph = helper.make_graph(
+        nodes, "toy", [helper.make_tensor_value_info("z", TensorProto.FLOAT, [None, z_dim])],
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [None, 2, 6, 6])],
+        [numpy_helper.from_array(v, k) for k, v in w.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def _run(model, z):
+    ort = pytest.importorskip("onnxruntime")
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return sess.run(None, {"z": z})[0]
+
+
+def test_subpixel_rewrite_is_exact():
+    onnx = pytest.importorskip("onnx")
+    from trainer.export import subpixel_conv_transpose
+
+    z = np.random.default_rng(1).standard_normal((5, 8)).astype(np.float32)
+    model = _toy_generator(onnx)
+    want = _run(model, z)
+    rewritten = subpixel_conv_transpose(_toy_generator(onnx))
+    onnx.checker.check_model(rewritten, full_check=True)
+    ops = [n.op_type for n in rewritten.graph.node]
+    assert ops.count("ConvTranspose") == 1 and "DepthToSpace" in ops   # stride 1 left alone
+    np.testing.assert_allclose(_run(rewritten, z), want, atol=1e-5)
+
+
+def test_quantize_static_writes_a_calibrated_int8_model(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    from trainer.export import export_onnx_bytes, quantize_static
+
+    entry = export_onnx_bytes(_toy_generator(onnx), kind="toy", role="g", out_dir=tmp_path,
+                              opset=17)
+    rng = np.random.default_rng(2)
+    calibration = [{"z": rng.standard_normal((32, 8)).astype(np.float32)} for _ in range(4)]
+    q = quantize_static(entry, kind="toy", role="g_int8", out_dir=tmp_path, calibration=calibration)
+    assert q["quantized_from"] == entry["file"] and "128 samples" in q["quantization"]
+    model = onnx.load(str(tmp_path / q["file"]))
+    ops = {n.op_type for n in model.graph.node}
+    assert "QuantizeLinear" in ops and "DepthToSpace" in ops
+    z = rng.standard_normal((16, 8)).astype(np.float32)
+    assert np.abs(_run(model, z) - _run(_toy_generator(onnx), z)).max() < 0.1

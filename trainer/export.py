@@ -222,6 +222,114 @@ def quantize_int8(entry: dict, *, kind: str, role: str, out_dir, op_types=None) 
     return q
 
 
+def quantize_static(entry: dict, *, kind: str, role: str, out_dir, calibration: list[dict],
+                    per_channel: bool = False) -> dict:
+    """Static int8 in QDQ format: weights and activations int8, each activation's range
+    calibrated (min/max) on ``calibration``, a list of feed dicts drawn like the runtime's inputs
+    (latents and labels for a generator, digits for a discriminator).
+
+    For convolutional models: dynamic quantization (:func:`quantize_int8`) leaves their
+    ConvTranspose layers in float and measures every activation's range again on each call.
+    ConvTranspose layers are rewritten as sub-pixel convolutions first
+    (:func:`subpixel_conv_transpose`, the same numbers in float): onnxruntime's CPU provider has
+    no int8 ConvTranspose, so a quantized one would run in float with its weights dequantized
+    on every call. Activations uint8, weights int8: onnxruntime's default for x86 and ARM."""
+    if _capture is not None:
+        return _captured_entry(kind, role)
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self):
+            self.feeds = iter(calibration)
+
+        def get_next(self):
+            return next(self.feeds, None)
+
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        src, pre, dst = (Path(tmp) / f"{name}.onnx" for name in ("fp32", "pre", "int8"))
+        onnx.save(subpixel_conv_transpose(onnx.load(out_dir / entry["file"])), src)
+        quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+        ort_quantize_static(str(pre), str(dst), Feeds(), quant_format=QuantFormat.QDQ,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                            per_channel=per_channel)
+        model = onnx.load(str(dst))
+    onnx.checker.check_model(model)
+    q = export_onnx_bytes(model, kind=kind, role=role, out_dir=out_dir,
+                          opset=entry.get("opset", 17))
+    samples = sum(len(next(iter(feeds.values()))) for feeds in calibration)
+    q["quantized_from"] = entry["file"]
+    q["quantization"] = (f"static int8 (QDQ: uint8 activations, int8 weights "
+                         f"{'per channel' if per_channel else 'per tensor'}), min/max "
+                         f"calibration on {samples} samples")
+    return q
+
+
+def subpixel_conv_transpose(model):
+    """Rewrite every ConvTranspose with 4x4 kernels, stride 2 and padding 1 (the DCGAN
+    upsampling layer) as a 3x3 Conv with 4x the output channels + DepthToSpace(2).
+
+    Output pixel (2i + a, 2j + b) of the transposed convolution sums input rows i - 1 .. i + 1
+    against kernel rows (3, 1, -) for a = 0 and (-, 2, 0) for a = 1 (columns alike), so each of
+    the four output phases is a 3x3 convolution with some taps zero; DepthToSpace (DCR)
+    interleaves the phases. Same numbers in float; other ConvTranspose shapes are left alone."""
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    weights = {t.name: t for t in graph.initializer}
+    nodes = []
+    for node in graph.node:
+        if not _is_upsampling_conv_transpose(node, weights):
+            nodes.append(node)
+            continue
+        w = numpy_helper.to_array(weights[node.input[1]])            # (in, out, 4, 4)
+        bias = (numpy_helper.to_array(weights[node.input[2]]) if len(node.input) > 2
+                else np.zeros(w.shape[1], w.dtype))
+        names = [f"{node.name}/subpixel_{x}" for x in ("kernel", "bias", "phases")]
+        graph.initializer.extend([numpy_helper.from_array(_subpixel_kernel(w), names[0]),
+                                  numpy_helper.from_array(np.tile(bias, 4), names[1])])
+        nodes += [helper.make_node("Conv", [node.input[0], names[0], names[1]], [names[2]],
+                                   name=names[2] + "_conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+                  helper.make_node("DepthToSpace", [names[2]], [node.output[0]],
+                                   name=names[2] + "_interleave", blocksize=2, mode="DCR")]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    used = {name for node in graph.node for name in node.input}
+    kept = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    return model
+
+
+def _is_upsampling_conv_transpose(node, weights: dict) -> bool:
+    from onnx import helper
+
+    if node.op_type != "ConvTranspose" or node.input[1] not in weights \
+            or (len(node.input) > 2 and node.input[2] not in weights):
+        return False
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    return (attrs.get("kernel_shape") == [4, 4] and attrs.get("strides") == [2, 2]
+            and attrs.get("pads") == [1, 1, 1, 1] and attrs.get("group", 1) == 1
+            and attrs.get("dilations", [1, 1]) == [1, 1] and not attrs.get("output_padding")
+            and not attrs.get("output_shape") and attrs.get("auto_pad", b"NOTSET") == b"NOTSET")
+
+
+def _subpixel_kernel(w: np.ndarray) -> np.ndarray:
+    """(in, out, 4, 4) ConvTranspose kernel -> (4 * out, in, 3, 3) Conv kernel, phase-major."""
+    taps = ((3, 1, None), (None, 2, 0))     # kernel row feeding input row i - 1 + r, per phase
+    k = np.zeros((2, 2, w.shape[1], w.shape[0], 3, 3), w.dtype)
+    for a in (0, 1):
+        for b in (0, 1):
+            for r, ky in enumerate(taps[a]):
+                for c, kx in enumerate(taps[b]):
+                    if ky is not None and kx is not None:
+                        k[a, b, :, :, r, c] = w[:, :, ky, kx].T
+    return k.reshape(4 * w.shape[1], w.shape[0], 3, 3)
+
+
 def write_json(obj, *, kind: str, role: str, out_dir) -> dict:
     """Write a JSON side file (vocabulary, catalogue, templates) content-addressed."""
     data = json.dumps(obj, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
