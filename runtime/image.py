@@ -36,8 +36,9 @@ Options
              once, whatever n and K.
              (The discriminator's realness logit is shipped too but not used: selecting on it
              measurably reduced diversity, see metrics generator_quality_1_realness_argmax.)
-``precision``  "fp32" (default) or "int8" (a statically quantized generator, QDQ with
-             calibrated activations; the discriminator always runs in fp32).
+``precision``  "fp32" (default) or "int8" (statically quantized generator and
+             discriminator, QDQ with calibrated activations; the density-ratio scores stay
+             float64 numpy).
 
 Caps: n <= 1024; candidates are generated and scored in blocks of at most 8,192.
 Same seed and options give the same images. No TensorFlow: numpy + onnxruntime only.
@@ -148,7 +149,7 @@ def sample_float(rng: np.random.Generator, models_dir, n: int, quality: float = 
     if k == 1:
         return _run_chunked(gen, z, labels)
     u = rng.random(n)
-    disc = registry.session(KIND, "discriminator", models_dir, "fp32")
+    disc = registry.session(KIND, "discriminator", models_dir, precision)
     out = np.empty((n, 28, 28), np.float32)
     per = max(1, BLOCK // k)                              # images per block
     for s in range(0, n, per):

@@ -93,6 +93,13 @@ def test_int8_generation_runs_the_int8_files():
         int8 = runtime.generate("image", n=32, seed=4, precision="int8")
         assert np.abs(fp32 - int8).mean() < 3          # same digits, ~1 grey level of error
         assert "static" in runtime.info("image")["files"]["generator_int8"]["quantization"]
+        files = runtime.info("image")["files"]
+        if "discriminator_int8" in files:       # quality > 0 scores candidates in int8 too
+            registry.clear_cache()
+            picked = runtime.generate("image", n=4, quality=1.0, seed=5, precision="int8")
+            used = {key[1] for key in registry._sessions}
+            assert used == {files["generator_int8"]["file"], files["discriminator_int8"]["file"]}
+            assert picked.shape == (4, 28, 28)
 
 
 def _toy_generator(onnx, z_dim=8, channels=4):

@@ -48,6 +48,11 @@ def capture_tf_functions():
         _capture = previous
 
 
+def capturing() -> bool:
+    """True inside ``capture_tf_functions()``: exports may skip work that only feeds files."""
+    return _capture is not None
+
+
 def _captured_entry(kind: str, role: str) -> dict:
     return {"file": f"{kind}-{role}-captured", "sha256": "", "bytes": 0}
 
