@@ -47,8 +47,10 @@ def _tf_models(runs: Path, profile: str):
         print(f"(image TF side unavailable: {exc})", file=sys.stderr)
     try:
         from trainer import video as tvideo
-        out["video"] = (tvideo.load_trained(tvideo.PROFILES[profile], runs / "video" / profile),
-                        tvideo.PROFILES[profile])
+        cfg = tvideo.PROFILES[profile]
+        g = tvideo.build_step_generator(cfg, name="step_hard")   # the exported (hard) graph
+        g.set_weights(tvideo.load_trained(cfg, runs / "video" / profile).g.get_weights())
+        out["video"] = (g, cfg)
     except Exception as exc:
         print(f"(video TF side unavailable: {exc})", file=sys.stderr)
     return out
@@ -115,14 +117,14 @@ def main(argv=None) -> int:
         if "video" in tf_models:
             import tensorflow as tf
 
-            m, vcfg = tf_models["video"]
+            g, vcfg = tf_models["video"]
             c = vcfg.canvas
 
             @tf.function
             def roll(ctx):
                 outs = []
                 for _ in range(frames - 2):
-                    nxt = m.g([ctx, tf.random.normal((1, c, c, 1))], training=False)[0]
+                    nxt = g([ctx, tf.random.normal((1, c, c, 1))], training=False)[0]
                     outs.append(nxt)
                     ctx = tf.concat([ctx[..., 1:2], nxt], -1)
                 return tf.concat(outs, -1)

@@ -5,14 +5,18 @@ Returns ``numpy.uint8`` of shape ``(frames, 48, 48)``: 0 background, 255 full in
 How a clip is made
 ------------------
 1. ``digits`` digits are drawn from the image GAN (``runtime.image``, rejection sampling at
-   quality 0.5 for clean first frames) as 28x28 tiles.
-2. Each tile is placed at a uniform whole-pixel position on the 48x48 canvas (its 20x20 ink box
-   inside the canvas) with a whole-pixel velocity rint(s (sin a, cos a)), a uniform direction,
-   s uniform in the trained range (1..3 px/frame, from the ``physics`` side file); frame 1 is
-   the same digits moved one step (bouncing off the edges), composited with ``max``. These two frames are the first frames of
-   the clip.
+   quality 0.5 for clean first frames) as 28x28 tiles; ink fainter than the ``physics``
+   ink threshold (0.05) is cleared, so each digit's ink box holds all of it.
+2. Each tile is placed at a uniform whole-pixel position with its ink box inside the 48x48
+   canvas, with a whole-pixel velocity rint(s (sin a, cos a)), a uniform direction, s uniform
+   in the trained range (1..3 px/frame, from the ``physics`` side file); frame 1 is the same
+   digits moved one step (a digit bounces when its ink box touches an edge), composited with
+   ``max``. These two frames open the clip.
 3. The exported next-frame generator (``step``: frames t-1 and t plus Gaussian noise ->
-   frame t+1) is called once per further frame, fed its own float output.
+   frame t+1) is called once per further frame, fed its own output. It copies every pixel
+   of frame t+1 from frame t at an offset of up to 3 px per axis that it predicts per pixel
+   (arg-max of 49 logits), so digits keep their ink and sharpness over long clips; the
+   motion, the bounces included, is the model's.
 
 Options
 -------
@@ -40,32 +44,67 @@ def to_uint8(frames: np.ndarray) -> np.ndarray:
     return _image.to_uint8(frames)
 
 
+def clear_faint(ink: np.ndarray, threshold: float) -> np.ndarray:
+    """Ink (values in [0, 1]) at or below ``threshold`` set to 0: the bouncing box then holds
+    all of the digit, so no faint halo is cut off at a wall."""
+    return np.where(ink > threshold, ink, 0.0).astype(np.float32)
+
+
+def ink_bounds(ink: np.ndarray, threshold: float) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right), inclusive, of the pixels of a tile ``ink`` (values in [0, 1])
+    above ``threshold``: the box that bounces off the walls (the visible digit, so a narrow 1
+    bounces when its strokes touch the wall, exactly as it looks)."""
+    rows = np.flatnonzero((ink > threshold).any(1))
+    cols = np.flatnonzero((ink > threshold).any(0))
+    if not len(rows):
+        return 0, 0, ink.shape[0] - 1, ink.shape[1] - 1
+    return int(rows[0]), int(cols[0]), int(rows[-1]), int(cols[-1])
+
+
+def position_range(bounds, canvas: int) -> tuple[np.ndarray, np.ndarray]:
+    """Range of the tile's top-left corner keeping its ink box inside the canvas."""
+    top, left, bottom, right = bounds
+    return np.array([-top, -left]), np.array([canvas - 1 - bottom, canvas - 1 - right])
+
+
+def advance(pos: np.ndarray, v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple:
+    """One frame of motion: move by ``v``; a component that overshoots the range is reflected
+    (position and velocity), the Moving-MNIST bounce."""
+    pos, v = pos + v, v.copy()
+    for ax in range(2):
+        if pos[ax] < lo[ax]:
+            pos[ax], v[ax] = 2 * lo[ax] - pos[ax], -v[ax]
+        elif pos[ax] > hi[ax]:
+            pos[ax], v[ax] = 2 * hi[ax] - pos[ax], -v[ax]
+    return pos, v
+
+
+def initial_motion(rng: np.random.Generator, lo, hi, speed) -> tuple:
+    """Uniform whole-pixel start position in [lo, hi] and whole-pixel velocity
+    rint(s (sin a, cos a)) != (0, 0), a uniform direction, s uniform in ``speed``."""
+    pos = np.array([rng.integers(lo[0], hi[0] + 1), rng.integers(lo[1], hi[1] + 1)])
+    while True:
+        ang = rng.uniform(0, 2 * np.pi)
+        v = np.rint(rng.uniform(*speed) * np.array([np.sin(ang), np.cos(ang)])).astype(int)
+        if v.any():
+            return pos, v
+
+
 def first_frames(rng: np.random.Generator, tiles: np.ndarray, physics: dict) -> np.ndarray:
     """Two opening frames float32 (2, C, C) in [-1, 1] from tiles (k, 28, 28) in [-1, 1]:
-    the Moving-MNIST recipe the step model was trained on (see trainer/digits.py)."""
-    c, tile, box = int(physics["canvas"]), int(physics["tile"]), int(physics["ink_box"])
-    pad = (tile - box) // 2
-    lo, hi = -pad, c - box - pad
-    big = np.zeros((2, c + 2 * pad, c + 2 * pad), np.float32)
+    the Moving-MNIST recipe the step model was trained on (trainer.digits.moving_digits)."""
+    c, tile = int(physics["canvas"]), int(physics["tile"])
+    speed = (physics["speed_min"], physics["speed_max"])
+    big = np.zeros((2, c + 2 * tile, c + 2 * tile), np.float32)
     for t_img in tiles:
-        ink = (t_img + 1.0) * 0.5
-        pos = rng.integers(lo, hi + 1, size=2)
-        while True:     # whole-pixel velocity, never (0, 0): trainer.digits.initial_motion
-            ang = rng.uniform(0, 2 * np.pi)
-            v = np.rint(rng.uniform(physics["speed_min"], physics["speed_max"])
-                        * np.array([np.sin(ang), np.cos(ang)])).astype(int)
-            if v.any():
-                break
+        ink = clear_faint((t_img + 1.0) * 0.5, physics["ink_threshold"])
+        lo, hi = position_range(ink_bounds(ink, physics["ink_threshold"]), c)
+        pos, v = initial_motion(rng, lo, hi, speed)
         for t in range(2):
-            r, q = pos + pad
+            r, q = pos + tile
             np.maximum(big[t, r:r + tile, q:q + tile], ink, out=big[t, r:r + tile, q:q + tile])
-            pos = pos + v
-            for ax in range(2):
-                if pos[ax] < lo:
-                    pos[ax], v[ax] = 2 * lo - pos[ax], -v[ax]
-                elif pos[ax] > hi:
-                    pos[ax], v[ax] = 2 * hi - pos[ax], -v[ax]
-    return big[:, pad:pad + c, pad:pad + c] * 2.0 - 1.0
+            pos, v = advance(pos, v, lo, hi)
+    return big[:, tile:tile + c, tile:tile + c] * 2.0 - 1.0
 
 
 def rollout(rng: np.random.Generator, models_dir, start: np.ndarray, steps: int,

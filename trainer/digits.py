@@ -69,60 +69,79 @@ def load_digits_images() -> dict[str, np.ndarray]:
 
 # --------------------------------------------------------------------------- moving digits
 
+INK_THRESHOLD = 0.05  # ink in [0, 1]: fainter pixels are cleared; the rest bounces as one box
+OFFSETS = 7           # next-frame motion classes: source offsets -3..3 per axis (7 x 7)
+
+
 def moving_digits(tiles: np.ndarray, tile_labels: np.ndarray | None, n_clips: int,
                   n_frames: int, *, canvas: int = 48, max_digits: int = 2,
                   speed: tuple[float, float] = (1.0, 3.0), rng: np.random.Generator,
-                  n_digits: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  n_digits: int | None = None, flows: bool = False):
     """Moving-MNIST recipe on ``tiles`` (N, 28, 28) in [-1, 1].
 
-    Each clip holds ``n_digits`` digits (default: uniform in 1..max_digits). A digit's 28x28 tile
-    (its 20x20 ink box plus background margin) starts at a uniform whole-pixel position with the
-    ink box inside the canvas and moves with velocity rint(s * (sin a, cos a)), a uniform in
+    Each clip holds ``n_digits`` digits (default: uniform in 1..max_digits). A digit starts at
+    a uniform whole-pixel position with its ink box inside the canvas (ink at most
+    ``INK_THRESHOLD`` is cleared first, so the box holds all of the digit) and moves with velocity rint(s * (sin a, cos a)), a uniform in
     [0, 2 pi), s uniform in ``speed`` (whole pixels per frame, never (0, 0)), bouncing (the
     velocity component is reflected, and so is the overshoot) when its ink box would leave the
-    canvas. Whole-pixel positions and velocities make the motion exactly predictable from two
-    frames (as in Moving-MNIST's integer rendering, without sub-pixel phase ambiguity). Digits
-    are composited with ``max``.
+    canvas. Whole-pixel positions and velocities make every frame an exact translation of the
+    previous one, predictable from two frames. Digits are composited with ``max``.
+    The physics is runtime.video's (``advance``), which makes the runtime's opening frames.
 
     Returns (clips float32 (n_clips, n_frames, canvas, canvas) in [-1, 1],
-             labels int64 (n_clips, max_digits), -1 for absent digits or tile_labels=None).
+             labels int64 (n_clips, max_digits), -1 for absent digits or tile_labels=None)
+    and, with ``flows=True``, motion labels int8 (n_clips, n_frames, canvas, canvas): for frame
+    t >= 1 the class (oy + 3) * 7 + (ox + 3) of the source offset o with f_t(p) = f_{t-1}(p + o)
+    of the digit that owns p (-1: no digit near p, a pixel shared by two digits, or t = 0).
+    A digit owns the pixels of its ink box grown by the largest speed; where two boxes meet,
+    the digit with more ink at p owns it (background pixels in both are left unlabelled).
     """
-    lo, hi = -PAD, canvas - DIGIT - PAD            # tile top-left range keeping the ink inside
+    from runtime.video import advance, clear_faint, initial_motion, ink_bounds, position_range
+
+    r = OFFSETS // 2
     clips = np.zeros((n_clips, n_frames, canvas, canvas), np.float32)
     labels = np.full((n_clips, max_digits), -1, np.int64)
-    big = np.full((n_frames, canvas + 2 * PAD, canvas + 2 * PAD), 0.0, np.float32)
+    flow = np.full((n_clips, n_frames, canvas, canvas), -1, np.int8) if flows else None
+    off = TILE + r                                   # canvas offset inside the padded buffer
+    size = canvas + 2 * off
+    big = np.zeros((n_frames, size, size), np.float32)
+    owner_ink = np.zeros((n_frames, size, size), np.float32)
     for c in range(n_clips):
         k = n_digits if n_digits is not None else int(rng.integers(1, max_digits + 1))
         big[:] = 0.0
+        owner_ink[:] = -1.0
+        lab = np.full((n_frames, size, size), -1, np.int16)
         for d in range(k):
             i = int(rng.integers(len(tiles)))
-            tile = (tiles[i] + 1.0) * 0.5                       # [0, 1]
+            tile = clear_faint((tiles[i] + 1.0) * 0.5, INK_THRESHOLD)   # [0, 1]
             if tile_labels is not None:
                 labels[c, d] = tile_labels[i]
+            box = ink_bounds(tile, INK_THRESHOLD)
+            lo, hi = position_range(box, canvas)
             pos, v = initial_motion(rng, lo, hi, speed)
+            prev = pos
             for t in range(n_frames):
-                r, q = pos + PAD
-                np.maximum(big[t, r:r + TILE, q:q + TILE], tile, out=big[t, r:r + TILE, q:q + TILE])
-                pos = pos + v
-                for ax in range(2):
-                    if pos[ax] < lo:
-                        pos[ax] = 2 * lo - pos[ax]
-                        v[ax] = -v[ax]
-                    elif pos[ax] > hi:
-                        pos[ax] = 2 * hi - pos[ax]
-                        v[ax] = -v[ax]
-        clips[c] = big[:, PAD:PAD + canvas, PAD:PAD + canvas] * 2.0 - 1.0
-    return clips, labels
-
-
-def initial_motion(rng: np.random.Generator, lo: int, hi: int, speed) -> tuple:
-    """Whole-pixel start position in [lo, hi]^2 and whole-pixel velocity != (0, 0)."""
-    pos = rng.integers(lo, hi + 1, size=2)
-    while True:
-        ang = rng.uniform(0, 2 * np.pi)
-        v = np.rint(rng.uniform(*speed) * np.array([np.sin(ang), np.cos(ang)])).astype(int)
-        if v.any():
-            return pos, v
+                y, x = pos + off
+                np.maximum(big[t, y:y + TILE, x:x + TILE], tile, out=big[t, y:y + TILE, x:x + TILE])
+                if flows and t > 0:
+                    oy, ox = prev - pos                          # source offset
+                    cls = (oy + r) * OFFSETS + (ox + r)
+                    y0, x0, y1, x1 = y + box[0] - r, x + box[1] - r, y + box[2] + r + 1, x + box[3] + r + 1
+                    ink = np.zeros((size, size), np.float32)
+                    ink[y:y + TILE, x:x + TILE] = tile
+                    region = (slice(y0, y1), slice(x0, x1))
+                    mine, best = ink[region], owner_ink[t][region]
+                    take = mine > best
+                    tie = (mine == best) & (mine <= 0)           # background in two boxes
+                    lab[t][region][take] = cls
+                    lab[t][region][tie] = -1
+                    best[take] = mine[take]
+                prev = pos
+                pos, v = advance(pos, v, lo, hi)
+        clips[c] = big[:, off:off + canvas, off:off + canvas] * 2.0 - 1.0
+        if flows:
+            flow[c] = lab[:, off:off + canvas, off:off + canvas]
+    return (clips, labels, flow) if flows else (clips, labels)
 
 
 # --------------------------------------------------------------------------- classifier
