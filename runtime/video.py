@@ -33,6 +33,7 @@ import numpy as np
 from runtime import image as _image
 from runtime import options as _opt
 from runtime import registry
+from runtime.errors import ModelError
 
 KIND = "video"
 OPTIONS = {"frames": 16, "digits": 1}
@@ -107,6 +108,18 @@ def first_frames(rng: np.random.Generator, tiles: np.ndarray, physics: dict) -> 
     return big[:, tile:tile + c, tile:tile + c] * 2.0 - 1.0
 
 
+PHYSICS_KEYS = ("canvas", "tile", "ink_threshold", "speed_min", "speed_max")
+
+
+def _physics(models_dir) -> dict:
+    physics = registry.load_json(KIND, "physics", models_dir)
+    missing = [k for k in PHYSICS_KEYS if k not in physics]
+    if missing:
+        raise ModelError(f"{registry.resolve(models_dir)}: the video physics side file lacks "
+                         f"{', '.join(missing)} (made for an older runtime): re-export video")
+    return physics
+
+
 def rollout(rng: np.random.Generator, models_dir, start: np.ndarray, steps: int,
             precision: str = "fp32") -> np.ndarray:
     """Roll the step model forward: start float32 (N, 2, C, C) in [-1, 1] -> float32
@@ -131,7 +144,7 @@ def generate(*, rng: np.random.Generator, models_dir, precision: str = "fp32", f
     frames = _opt.check_int("frames", frames, 1, MAX_FRAMES)
     digits = _opt.check_int("digits", digits, 1, 2)
     registry.session(KIND, "step", models_dir, precision)     # fails early on a bad precision
-    physics = registry.load_json(KIND, "physics", models_dir)
+    physics = _physics(models_dir)
     tiles = _image.sample_float(rng, models_dir, digits, FIRST_FRAME_QUALITY)
     start = first_frames(rng, tiles, physics)
     clip = rollout(rng, models_dir, start[None], max(0, frames - 2), precision)[0, :frames]

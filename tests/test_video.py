@@ -186,3 +186,12 @@ def test_quick_profile_trains_exports_and_rolls_out(tmp_path):
         nxt = g([ctx, noise], training=False)[0].numpy()[..., 0]
         np.testing.assert_allclose(onnx_clip[:, 2 + t], nxt, atol=1e-3)
         ctx = np.stack([ctx[..., 1], nxt], -1)
+
+
+def test_old_physics_side_file_is_a_clear_model_error(models, tmp_path, monkeypatch):
+    from runtime import registry
+
+    old = {"canvas": 48, "tile": 28, "ink_box": 20, "speed_min": 1.0, "speed_max": 3.0}
+    monkeypatch.setattr(registry, "load_json", lambda kind, role, models_dir=None: old)
+    with pytest.raises(runtime.ModelError, match="ink_threshold.*re-export video"):
+        runtime.generate("video", seed=0, models_dir=models)
