@@ -116,13 +116,6 @@ def _video_layers():
             b = self.block
             return (s[0], s[1] // b, s[2] // b, s[3] * b * b)
 
-    class DepthToSpace(keras.layers.Layer):
-        def call(self, x):
-            return tf.nn.depth_to_space(x, 2)
-
-        def compute_output_shape(self, s):
-            return (s[0], s[1] * 2, s[2] * 2, s[3] // 4)
-
     class Frame(keras.layers.Layer):
         def __init__(self, i, **kw):
             super().__init__(**kw)
@@ -169,8 +162,9 @@ def _video_layers():
     class Advect(keras.layers.Layer):
         """Dynamic advection over the k*k source offsets (row-major, like CostVolume):
         next(p) = sum_o w_o(p) f(p + o), background (-1) outside the canvas.
-        mode "soft": w = softmax(logits); "hard": w = one-hot(arg-max) (what ships: a pixel is
-        copied, never mixed); "straight_through": hard forward, soft gradient (training)."""
+        mode "hard": w = one-hot(arg-max) (what ships: a pixel is copied, never mixed);
+        "straight_through" (training): the same forward pass, the gradient of the softmax
+        mixture w = softmax(logits)."""
 
         def __init__(self, k, mode="hard", **kw):
             super().__init__(**kw)
@@ -192,14 +186,14 @@ def _video_layers():
                                  for dy in range(k) for dx in range(k)], -1)
             hard = tf.one_hot(tf.argmax(logits, -1), k * k, dtype=logits.dtype)
             soft = tf.nn.softmax(logits, -1)
-            weights = soft if self.mode == "soft" else soft + tf.stop_gradient(hard - soft)
+            weights = soft + tf.stop_gradient(hard - soft)
             return tf.reduce_sum(weights * shifted, -1, keepdims=True)
 
         def compute_output_shape(self, s):
             return (*s[1][:-1], 1)
 
-    L.update(AddCoords=AddCoords, SpaceToDepth=SpaceToDepth, DepthToSpace=DepthToSpace,
-             Frame=Frame, CostVolume=CostVolume, SadPrior=SadPrior, Advect=Advect)
+    L.update(AddCoords=AddCoords, SpaceToDepth=SpaceToDepth, Frame=Frame,
+             CostVolume=CostVolume, SadPrior=SadPrior, Advect=Advect)
     return L
 
 
