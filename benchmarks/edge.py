@@ -1,17 +1,23 @@
 """Size / speed / memory of every kind: runtime fp32 and int8 against TensorFlow, one run.
 
-    python -m benchmarks edge [--kinds text,image] [--repeats 100] [--no-tf]
+    python -m benchmarks edge [--kinds text,image] [--repeats 100] [--rounds 3] [--no-tf]
 
 Each row runs in its own fresh subprocess, so import time and peak RSS are those of a process
 that does only that: ``import runtime`` (and for TensorFlow rows, TensorFlow + the checkpoint)
 + the first ``generate`` (seconds), then ``--repeats`` timed calls (p50, p95, calls/s) and the
-process's peak RSS. The rows:
+process's peak RSS. Every row is measured ``--rounds`` times, the rows of a kind taking turns
+(fp32, int8, tensorflow, fp32, ...), so a slow spell of this shared machine hits all engines
+alike; the table pools the timed calls of all rounds (p50, p95, calls/s) and gives the median
+start-up and the largest peak RSS. The rows:
 
 - ``fp32`` / ``int8``: the runtime as shipped (onnxruntime, ``precision=``).
 - ``tensorflow``: the *same generation code* (runtime/<kind>.py) with every onnxruntime session
   replaced by the trainer's ``tf.function`` on the same weights (the checkpoint in
   ``runs/<kind>/full``, captured through ``trainer.export.capture_tf_functions``), so the
-  difference is the engine alone.
+  difference is the engine alone. That includes the models of other kinds a generation runs
+  (``USES``: video's first frames come from the image generator and discriminator).
+  TensorFlow keeps its default threads (all cores; the runtime uses one) unless
+  ``EDGE_TF_THREADS=N`` sets N intra-op threads and one inter-op thread.
 - ``fp32 per call`` / ``tensorflow per call`` (level and music only): the same two engines, but
   the runtime's per-session Q-table cache is dropped before every call, so each ``generate``
   reads the whole table through the engine again (one ``run`` over every state) and rebuilds
@@ -48,6 +54,8 @@ WORK = {
     "dialogue": {"history": ["I want cheap italian food in the north"]},
     "recommend": {"history": [3, 17, 42], "k": 5},
 }
+# models of other kinds a kind's generation runs (swapped to TensorFlow together with it)
+USES = {"video": ("image",)}
 # kinds whose runtime reads a Q-table through the engine once per session (see drop_table_cache)
 TABLE_KINDS = ("level", "music")
 PER_CALL = " per call"
@@ -84,10 +92,7 @@ times = []
 for i in range(repeats):
     t = time.perf_counter(); call(i + 1); times.append(time.perf_counter() - t)
 times.sort()
-print(json.dumps({"first_s": first, "p50_s": times[len(times) // 2],
-                  "p95_s": times[min(len(times) - 1, int(0.95 * len(times)))],
-                  "per_s": len(times) / sum(times),
-                  "peak_rss_mb": peak_rss_mb()}))
+print(json.dumps({"first_s": first, "times": times, "peak_rss_mb": peak_rss_mb()}))
 """
 
 
@@ -128,30 +133,39 @@ class TFSession:
 
 
 def use_tensorflow_engine(kind: str) -> None:
-    """Swap the runtime's sessions of ``kind`` for the trainer's tf.functions (full weights)."""
+    """Swap the runtime's sessions of ``kind``, and of the kinds it draws on (video's first
+    frames come from the image models), for the trainer's tf.functions (full weights)."""
     import tempfile
+
+    import tensorflow as tf
 
     from runtime import registry
     from trainer.__main__ import _module
     from trainer.export import capture_tf_functions
 
-    mod = _module(kind)
-    cfg = mod.PROFILES["full"]
-    work = ROOT / "runs" / kind / "full"
-    if not (work / "checkpoints").exists() and not any(work.glob("*")):
-        print(f"note: no checkpoint in {work}; TensorFlow runs untrained weights of the same "
-              f"architecture", file=sys.stderr)
-    with capture_tf_functions() as captured, tempfile.TemporaryDirectory() as tmp:
-        mod.export(cfg, work, Path(tmp))
-    shipped = registry.entry(kind)["files"]
+    # TensorFlow's own thread defaults (all cores), unless EDGE_TF_THREADS=N gives it N
+    # intra-op threads and one inter-op thread, the runtime's layout
+    threads = os.environ.get("EDGE_TF_THREADS", "")
+    if threads.isdigit():
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
     sessions = {}
-    for (k, role), (fn, sig) in captured.items():
-        sessions[role] = TFSession(fn, sig, shipped.get(role, {}).get("outputs", []))
+    for k in (kind, *USES.get(kind, ())):
+        mod = _module(k)
+        work = ROOT / "runs" / k / "full"
+        if not (work / "checkpoints").exists() and not any(work.glob("*")):
+            print(f"note: no checkpoint in {work}; TensorFlow runs untrained weights of the same "
+                  f"architecture", file=sys.stderr)
+        with capture_tf_functions() as captured, tempfile.TemporaryDirectory() as tmp:
+            mod.export(mod.PROFILES["full"], work, Path(tmp))
+        shipped = registry.entry(k)["files"]
+        for (_, role), (fn, sig) in captured.items():
+            sessions[k, role] = TFSession(fn, sig, shipped.get(role, {}).get("outputs", []))
     original = registry.session
 
     def session(k, role, models_dir=None, precision="fp32"):
-        if k == kind and role in sessions:
-            return sessions[role]
+        if (k, role) in sessions:
+            return sessions[k, role]
         return original(k, role, models_dir, precision)
 
     registry.session = session
@@ -174,6 +188,7 @@ def engines(kind: str, has_int8: bool, tf: bool) -> list[str]:
 
 
 def measure(kind: str, engine: str, repeats: int) -> dict:
+    """One fresh process: start-up, the timed calls and peak RSS (or an error)."""
     cmd = [sys.executable, "-c", CHILD, kind, engine, str(repeats), json.dumps(WORK[kind]),
            str(ROOT)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
@@ -181,6 +196,27 @@ def measure(kind: str, engine: str, repeats: int) -> dict:
     if out.returncode != 0:
         return {"error": (out.stderr.strip().splitlines() or ["failed"])[-1][:200]}
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def measure_kind(kind: str, rows: list[str], repeats: int, rounds: int) -> dict:
+    """Every row ``rounds`` times, the rows taking turns; pooled per row."""
+    runs = {row: [] for row in rows}
+    for _ in range(rounds):
+        for row in rows:
+            runs[row].append(measure(kind, row, repeats))
+    return {row: pool_runs(results) for row, results in runs.items()}
+
+
+def pool_runs(results: list[dict]) -> dict:
+    failed = [r for r in results if "error" in r]
+    if failed:
+        return failed[0]
+    times = sorted(t for r in results for t in r["times"])
+    starts = sorted(r["first_s"] for r in results)
+    return {"first_s": starts[len(starts) // 2], "p50_s": times[len(times) // 2],
+            "p95_s": times[min(len(times) - 1, int(0.95 * len(times)))],
+            "per_s": len(times) / sum(times),
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results), "rounds": len(results)}
 
 
 def sizes(kind: str) -> tuple[int, int | None]:
@@ -248,7 +284,9 @@ def _fmt_ms(s):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks edge")
     parser.add_argument("--kinds", default=None, help="comma separated (default: all shipped)")
-    parser.add_argument("--repeats", type=int, default=100)
+    parser.add_argument("--repeats", type=int, default=100, help="timed calls per process")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="processes per row, the rows taking turns")
     parser.add_argument("--no-tf", action="store_true", help="skip the TensorFlow column")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.md"))
     args = parser.parse_args(argv)
@@ -259,16 +297,17 @@ def main(argv=None) -> int:
     rows, measured = [], {}
     for kind in kinds:
         fp32_bytes, int8_bytes = sizes(kind)
-        results = measured[kind] = {e: measure(kind, e, args.repeats)
-                                    for e in engines(kind, bool(int8_bytes), not args.no_tf)}
+        results = measured[kind] = measure_kind(
+            kind, engines(kind, bool(int8_bytes), not args.no_tf), args.repeats, args.rounds)
         for engine, r in results.items():
             ratio = _row_ratio(results, engine)
             rows.append((kind, engine, fp32_bytes if engine != "int8" else int8_bytes, r,
                          f"{ratio:.1f}x" if ratio is not None else ""))
             print(kind, engine, json.dumps(r), rows[-1][-1], file=sys.stderr)
     header = (f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} "
-              f"({os.cpu_count()} cores, Python {platform.python_version()}), one process per "
-              f"row, {args.repeats} timed calls after the first. Work per call: "
+              f"({os.cpu_count()} cores, Python {platform.python_version()}), {args.rounds} "
+              f"processes per row (the rows of a kind taking turns), {args.repeats} timed "
+              f"calls after the first in each. Work per call: "
               + "; ".join(f"{k}: {json.dumps(WORK[k])}" for k in kinds) + ".\n\n"
               + _target_line(measured) + "\n")
     lines = [header,

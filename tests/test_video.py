@@ -63,6 +63,27 @@ def test_digit_moves_and_persists(models):
     assert 0.8 < np.mean(ratios) < 1.3            # neither fades nor smears (real: 1.0)
 
 
+def test_opening_digits_are_the_ones_the_class_head_accepts(models):
+    """quality > 0: each opening digit is the first draw the image discriminator's class head
+    reads as its class with p >= 0.99 (else the most confident of K); quality 0: plain draws."""
+    from runtime import image as rimage
+    from runtime import registry
+
+    rule = rimage._rule(models)
+    disc = registry.session("image", "discriminator", models)
+    rng = np.random.default_rng(3)
+    labels = np.random.default_rng(3).integers(0, 10, size=12)
+    tiles = rvideo.opening_digits(rng, models, 12, 0.5)
+    logp = rimage._run_chunked(disc, tiles, labels.astype(np.int64), output=1)
+    assert (logp >= rule.log_class_prob).mean() >= 0.9
+    plain = rvideo.opening_digits(np.random.default_rng(3), models, 12, 0.0)
+    again = rvideo.opening_digits(np.random.default_rng(3), models, 12, 0.0)
+    np.testing.assert_array_equal(plain, again)
+    assert np.abs(plain - tiles).max() > 0.5      # the class head changed some digits
+    assert (rimage._run_chunked(disc, plain, labels.astype(np.int64), output=1)
+            >= rule.log_class_prob).mean() <= (logp >= rule.log_class_prob).mean()
+
+
 def test_frames_are_copies_of_the_previous_frame(models):
     """Every pixel of frame t+1 is a pixel of frame t up to 3 px away (or background)."""
     v = runtime.generate("video", frames=8, seed=2, models_dir=models).astype(np.int16)
@@ -75,7 +96,7 @@ def test_frames_are_copies_of_the_previous_frame(models):
 @pytest.mark.parametrize("opts", [
     {"frames": 0}, {"frames": 257}, {"frames": 3.0}, {"frames": "8"}, {"frames": True},
     {"frames": None}, {"digits": 0}, {"digits": 3}, {"digits": 1.5},
-    {"n": 4}, {"quality": 1.0},
+    {"n": 4}, {"quality": 1.5}, {"quality": -0.1}, {"quality": "high"},
 ])
 def test_bad_options_raise_value_error(models, opts):
     with pytest.raises(ValueError) as info:
@@ -195,3 +216,46 @@ def test_old_physics_side_file_is_a_clear_model_error(models, tmp_path, monkeypa
     monkeypatch.setattr(registry, "load_json", lambda kind, role, models_dir=None: old)
     with pytest.raises(runtime.ModelError, match="ink_threshold.*re-export video"):
         runtime.generate("video", seed=0, models_dir=models)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("block", [1, 2])
+def test_advect_copies_each_pixel_from_its_blocks_offset(block):
+    """The exported (hard) advection and the training (straight-through) one make the same
+    frame: pixel p copies the padded frame at p + the arg-max offset of p's block."""
+    import tensorflow as tf
+
+    from trainer import video as tvideo
+
+    L = tvideo._video_layers()
+    rng = np.random.default_rng(block)
+    frame = rng.uniform(-1, 1, (2, 8, 8, 1)).astype(np.float32)
+    logits = rng.normal(size=(2, 8 // block, 8 // block, 9)).astype(np.float32)
+    pair = [tf.constant(logits), tf.constant(frame)]
+    hard = L["Advect"](3, "hard", block)(pair).numpy()[..., 0]
+    soft = L["Advect"](3, "straight_through", block)(pair).numpy()[..., 0]
+    pad = np.pad(frame[..., 0], ((0, 0), (1, 1), (1, 1)), constant_values=-1.0)
+    best = logits.argmax(-1)
+    ref = np.empty((2, 8, 8), np.float32)
+    for n, y, x in np.ndindex(ref.shape):
+        o = best[n, y // block, x // block]
+        ref[n, y, x] = pad[n, y + o // 3, x + o % 3]
+    np.testing.assert_array_equal(hard, ref)
+    np.testing.assert_allclose(soft, ref, atol=1e-6)
+
+
+@pytest.mark.tf
+@pytest.mark.parametrize("stride", [1, 2])
+def test_cost_volume_is_the_absolute_difference_at_every_offset(stride):
+    import tensorflow as tf
+
+    from trainer import video as tvideo
+
+    rng = np.random.default_rng(0)
+    cur, prev = (rng.uniform(-1, 1, (2, 6, 7, 1)).astype(np.float32) for _ in range(2))
+    vol = tvideo._video_layers()["CostVolume"](5, stride)([tf.constant(cur), tf.constant(prev)])
+    vol = vol.numpy()
+    pad = np.pad(prev[..., 0], ((0, 0), (2, 2), (2, 2)), constant_values=-1.0)
+    ref = np.stack([np.abs(cur[..., 0] - pad[:, dy:dy + 6, dx:dx + 7])
+                    for dy in range(5) for dx in range(5)], -1)[:, ::stride, ::stride]
+    np.testing.assert_allclose(vol, ref, atol=1e-6)
