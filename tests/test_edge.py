@@ -162,3 +162,18 @@ def test_quantize_static_writes_a_calibrated_int8_model(tmp_path):
     assert "QuantizeLinear" in ops and "DepthToSpace" in ops
     z = rng.standard_normal((16, 8)).astype(np.float32)
     assert np.abs(_run(model, z) - _run(_toy_generator(onnx), z)).max() < 0.1
+
+
+def test_benchmark_pools_the_rounds_of_a_row():
+    """benchmarks/edge.py: a row's rounds are pooled call by call (not averaged p50s); start-up
+    is the median round's, peak RSS the largest; a failed round makes the row an error."""
+    from benchmarks.edge import pool_runs
+
+    rounds = [{"first_s": 0.3, "times": [0.001] * 9 + [0.1], "peak_rss_mb": 70.0},
+              {"first_s": 0.1, "times": [0.002] * 10, "peak_rss_mb": 80.0},
+              {"first_s": 0.2, "times": [0.003] * 10, "peak_rss_mb": 75.0}]
+    pooled = pool_runs(rounds)
+    assert pooled["p50_s"] == 0.002 and pooled["p95_s"] == 0.003
+    assert pooled["first_s"] == 0.2 and pooled["peak_rss_mb"] == 80.0 and pooled["rounds"] == 3
+    assert pooled["per_s"] == pytest.approx(30 / (0.009 + 0.1 + 0.02 + 0.03))
+    assert pool_runs(rounds + [{"error": "boom"}]) == {"error": "boom"}
