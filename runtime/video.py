@@ -25,8 +25,8 @@ Options
 ``digits``  1 or 2 (default 1).
 ``quality``  a number in [0, 1] (default 0.1): at most K = 1 + round(31 q) samples per
             opening digit (4 at the default; the image kind's K), drawn one at a time until
-            the class head accepts one (about 1.1 draws on average), else the most
-            confident; 0 keeps the first sample. Unlike ``generate("image", quality=...)``
+            the class head accepts one (it accepts 80% of draws: 1.25 draws on average at
+            the default), else the most confident; 0 keeps the first sample. Unlike ``generate("image", quality=...)``
             there is no density-ratio resampling: the opening digit has to be legible, and
             stopping at the first accepted sample keeps a clip's cost low.
 ``precision``  "fp32" only (no int8 variant ships for the video kind).
