@@ -118,12 +118,12 @@ def first_frames(rng: np.random.Generator, tiles: np.ndarray, physics: dict) -> 
 def opening_digits(rng: np.random.Generator, models_dir, n: int, quality: float) -> np.ndarray:
     """``n`` digits float32 (n, 28, 28) in [-1, 1] of random classes for the opening frames.
     Random stream: the n labels, then one latent per draw, digit after digit."""
+    if quality == 0:
+        return _image.sample_float(rng, models_dir, n)          # the same stream, plain draws
     gen = registry.session(_image.KIND, "generator", models_dir)
     zd = int(gen.get_inputs()[0].shape[1])
     labels = rng.integers(0, _image.N_CLASSES, size=n).astype(np.int64)
-    rule = _image._rule(models_dir) if quality > 0 else None
-    if rule is None:
-        return _image._run_chunked(gen, rng.standard_normal((n, zd), dtype=np.float32), labels)
+    rule = _image._rule(models_dir)
     disc = registry.session(_image.KIND, "discriminator", models_dir)
     tiles = np.empty((n, 28, 28), np.float32)
     for i, label in enumerate(labels[:, None]):
