@@ -207,8 +207,14 @@ def _load_session(kind: str, role: str, root: Path, fe: dict, settings: dict):
     if settings["low_memory"]:
         opts.enable_cpu_mem_arena = False
         opts.enable_mem_pattern = False
+    # graph optimizers the export measured to slow this model down (manifest, per file)
+    disabled = fe.get("disabled_optimizers", [])
+    if not (isinstance(disabled, list) and all(isinstance(d, str) for d in disabled)):
+        raise ModelError(f"{root / MANIFEST}: {kind}/{role} disabled_optimizers must be a list of "
+                         f"optimizer names, got {disabled!r}: re-export {kind}")
     try:
-        sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"],
+                                    **({"disabled_optimizers": disabled} if disabled else {}))
     except Exception as exc:  # onnxruntime raises several private exception types
         raise ModelError(f"{root / fe['file']} cannot be loaded by onnxruntime "
                          f"{ort.__version__}: {str(exc).splitlines()[0][:300]}; re-export "

@@ -258,6 +258,7 @@ def test_quick_profile_trains_exports_and_generates(tmp_path):
     timage.export(cfg, work, out)
     entry = read_manifest(out)["models"]["image"]
     assert {"generator", "discriminator", "rejection"} <= set(entry["files"])
+    assert entry["files"]["generator"]["disabled_optimizers"] == ["NchwcTransformer"]
     assert entry["parity_max_abs_diff"] <= 1e-4
     x = runtime.generate("image", n=6, quality=0.5, seed=2, models_dir=out)
     assert x.shape == (6, 28, 28) and x.dtype == np.uint8

@@ -146,6 +146,35 @@ def test_io_mismatch_is_model_error(models_copy):
         registry.session(kind, role, models_copy)
 
 
+def test_disabled_optimizers_from_the_manifest(models_copy, monkeypatch):
+    """A file entry's ``disabled_optimizers`` reach onnxruntime's session; a malformed value
+    is a ModelError naming the field."""
+    import onnxruntime as ort
+
+    seen = []
+    real = ort.InferenceSession
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("disabled_optimizers"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    kind = _first_kind()
+    manifest_path = models_copy / "manifest.json"
+    data = json.loads(manifest_path.read_text())
+    role, f = next((r, f) for r, f in data["models"][kind]["files"].items()
+                   if f["file"].endswith(".onnx"))
+    f["disabled_optimizers"] = ["NchwcTransformer", "ConstantFolding"]
+    manifest_path.write_text(json.dumps(data))
+    assert registry.session(kind, role, models_copy) is not None
+    assert seen == [["NchwcTransformer", "ConstantFolding"]]
+    f["disabled_optimizers"] = "NchwcTransformer"
+    manifest_path.write_text(json.dumps(data))
+    registry.clear_cache()
+    with pytest.raises(ModelError, match="disabled_optimizers"):
+        registry.session(kind, role, models_copy)
+
+
 def test_sessions_are_cached_once(exported_dir):
     kind = _first_kind()
     entry = runtime.info(kind)

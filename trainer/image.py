@@ -427,6 +427,10 @@ def export(cfg: Config, work_dir: Path, out_dir: Path) -> None:
                                        tf.TensorSpec([None], tf.int64, name="label")],
                                  kind=KIND, role="generator", out_dir=out_dir,
                                  sample_inputs=z_samples)
+    # onnxruntime's NCHWc layout (on by default) makes the transposed convolutions and the
+    # one-channel output convolution slower: 0.318 vs 0.352 ms per image at batch 1 and 76 vs
+    # 86 ms at batch 256 (one thread, 5 alternating rounds); it speeds up the discriminator
+    g_entry["disabled_optimizers"] = ["NchwcTransformer"]
     d_samples = [[rng.uniform(-1, 1, (b, 28, 28)).astype(np.float32),
                   rng.integers(0, N_CLASSES, b).astype(np.int64)] for b in (1, 10)]
     d_entry = export_tf_function(disc, [tf.TensorSpec([None, 28, 28], tf.float32, name="images"),
