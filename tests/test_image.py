@@ -259,6 +259,13 @@ def test_quick_profile_trains_exports_and_generates(tmp_path):
     entry = read_manifest(out)["models"]["image"]
     assert {"generator", "discriminator", "rejection"} <= set(entry["files"])
     assert entry["files"]["generator"]["disabled_optimizers"] == ["NchwcTransformer"]
+    # the generator ships as lean_generator's graph (checked against TensorFlow at export);
+    # tf2onnx's own graph, its source, is not left behind
+    import onnx
+
+    ops = [n.op_type for n in onnx.load(out / entry["files"]["generator"]["file"]).graph.node]
+    assert "Gather" in ops and not {"Transpose", "OneHot", "Concat"} & set(ops)
+    assert {p.name for p in out.glob("image-*")} == {f["file"] for f in entry["files"].values()}
     assert entry["parity_max_abs_diff"] <= 1e-4
     x = runtime.generate("image", n=6, quality=0.5, seed=2, models_dir=out)
     assert x.shape == (6, 28, 28) and x.dtype == np.uint8
@@ -282,3 +289,17 @@ def test_quick_profile_trains_exports_and_generates(tmp_path):
     timage.train(cfg, work)
     step = Checkpointer(work, **timage.load_trained(cfg, work).trackables()).restore()
     assert step == cfg.steps + cfg.calib_steps
+
+
+@pytest.mark.tf
+def test_lean_generator_refuses_other_graphs(models):
+    """lean_generator rebuilds tf2onnx's generator graph only: anything else (here the shipped,
+    already rebuilt generator and the discriminator) is an ExportError, never a wrong model."""
+    onnx = pytest.importorskip("onnx")
+    from trainer.export import ExportError
+    from trainer.image import lean_generator
+
+    for role in ("generator", "discriminator"):
+        model = onnx.load(registry.resolve(models) / registry.file_entry("image", role, models)["file"])
+        with pytest.raises(ExportError, match="not the image generator graph"):
+            lean_generator(model)

@@ -296,6 +296,38 @@ def test_export_parity_and_atomic_manifest(tmp_path):
 
 
 @pytest.mark.tf
+def test_rewritten_graph_is_checked_against_tensorflow(tmp_path):
+    """export_rewritten ships a rewritten graph only if it still reproduces TensorFlow."""
+    tf = pytest.importorskip("tensorflow")
+    import keras
+    from onnx import numpy_helper
+
+    from trainer import export as ex
+
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3)])
+    sig = [tf.TensorSpec([None, 6], tf.float32, name="obs")]
+    fn = lambda x: {"q": model(x)}  # noqa: E731
+    entry = ex.export_tf_function(fn, sig, kind="toy", role="q", out_dir=tmp_path)
+    samples = [[np.random.default_rng(1).standard_normal((4, 6)).astype(np.float32)]]
+
+    def scale_weights(factor):
+        def rewrite(onnx_model):
+            for t in onnx_model.graph.initializer:
+                t.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(t) * factor, t.name))
+            return onnx_model
+        return rewrite
+
+    same = ex.export_rewritten(entry, scale_weights(1.0), fn, sig, kind="toy", role="q",
+                               out_dir=tmp_path, samples=samples)
+    assert same["parity_max_abs_diff"] < 1e-5 and same["parity_samples"] == 1
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ex.ExportError, match="rewritten graph differs"):
+        ex.export_rewritten(entry, scale_weights(1.5), fn, sig, kind="toy", role="q",
+                            out_dir=tmp_path, samples=samples)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.tf
 def test_interrupted_export_keeps_previous_model_and_manifest(tmp_path, monkeypatch):
     tf = pytest.importorskip("tensorflow")
     import keras

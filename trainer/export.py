@@ -197,6 +197,35 @@ def export_tf_function(fn, input_signature, *, kind: str, role: str, out_dir, sa
     return entry
 
 
+def export_rewritten(entry: dict, rewrite, fn, input_signature, *, kind: str, role: str,
+                     out_dir, samples: list[list[np.ndarray]], tol: float = PARITY_TOL) -> dict:
+    """Rewrite an exported ONNX graph for speed (``rewrite``: ModelProto -> ModelProto, the same
+    function), check the result against TensorFlow like :func:`export_tf_function` and write it
+    as ``role``. The source file stays on disk until the manifest stops referencing it."""
+    if _capture is not None:
+        return _captured_entry(kind, role)
+    import onnx
+    import tensorflow as tf
+
+    model = rewrite(onnx.load(Path(out_dir) / entry["file"]))
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except Exception as exc:
+        raise ExportError(f"{kind}/{role}: ONNX checker failed on the rewritten graph: {exc}") \
+            from exc
+    data = model.SerializeToString()
+    diff = _parity(data, tf.function(fn, input_signature=input_signature), input_signature,
+                   samples)
+    if diff > tol:
+        raise ExportError(f"{kind}/{role}: the rewritten graph differs from TensorFlow by "
+                          f"{diff:.3g} (tolerance {tol:g})")
+    out = _write_addressed(data, kind=kind, role=role, ext="onnx", out_dir=Path(out_dir))
+    out.update(opset=entry.get("opset", 17), inputs=_io_signature(model.graph.input),
+               outputs=_io_signature(model.graph.output), parity_max_abs_diff=diff,
+               parity_samples=len(samples))
+    return out
+
+
 def export_onnx_bytes(model_proto, *, kind: str, role: str, out_dir, opset: int) -> dict:
     """Write an already built/checked ONNX model (e.g. a quantized one) and describe it."""
     data = model_proto.SerializeToString()
