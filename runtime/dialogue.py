@@ -313,6 +313,8 @@ def mask_from_obs(obs: np.ndarray) -> np.ndarray:
     book: a restaurant is offered, people and time are known and it is not booked yet;
     inform: a restaurant is offered and some of its info (phone, address) is still untold."""
     obs = np.asarray(obs, np.float32).reshape(-1, OBS_DIM)
+    if len(obs) == 1:       # every reply: plain Python on one row is 4x faster than numpy
+        return np.array([_mask_row(obs[0].tolist())])
     on = obs > 0.5
     # per-slot flags as [B, slot] views: basic slicing, since the runtime calls this on every
     # reply and column lists (fancy indexing) made it 3x slower
@@ -328,6 +330,23 @@ def mask_from_obs(obs: np.ndarray) -> np.ndarray:
     return m
 
 
+def _mask_row(f: list) -> list[bool]:
+    """mask_from_obs for one observation (a list of floats); the same rules."""
+    on = [x > 0.5 for x in f]
+    width = len(SLOT_FEATURES)
+    filled = [on[_F_SLOT + k * width] for k in range(len(INFORMABLE))]
+    m = [True] * N_ACTIONS
+    for k, s in enumerate(INFORMABLE):
+        base = _F_SLOT + k * width
+        m[A_CONFIRM[s]] = filled[k] and not (on[base + 1] or on[base + 3])
+    offered, booked = on[_F_STATE], on[_F_STATE + 1]
+    m[A_OFFER] = not offered and all(filled[:len(CONSTRAINTS)])
+    m[A_BOOK] = offered and not booked and all(filled[len(CONSTRAINTS):])
+    m[A_INFORM] = offered and any(x < 0.5 for x in f[_F_REQ + 1:_F_STATE:2])
+    return m
+
+
+assert [SLOT_FEATURES.index(x) for x in ("filled", "dontcare", "confirmed")] == [0, 1, 3]
 _M_CONFIRM = slice(A_CONFIRM[INFORMABLE[0]], A_CONFIRM[INFORMABLE[-1]] + 1)
 assert list(range(N_ACTIONS))[_M_CONFIRM] == [A_CONFIRM[s] for s in INFORMABLE]
 

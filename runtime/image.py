@@ -140,7 +140,7 @@ def sample_float(rng: np.random.Generator, models_dir, n: int, quality: float = 
     gen = registry.session(KIND, "generator", models_dir, precision)
     zd = int(gen.get_inputs()[0].shape[1])
     if digit is None:
-        labels = rng.integers(0, N_CLASSES, size=n).astype(np.int64)
+        labels = rng.integers(0, N_CLASSES, size=n).astype(np.int64, copy=False)
     else:
         labels = np.full(n, digit, np.int64)
     rule = _rule(models_dir) if quality > 0 else None

@@ -156,6 +156,16 @@ def test_unsatisfiable_goal_is_relaxed_after_a_correct_no_match():
 
 
 # ----------------------------------------------------------------------------- tracker + mask
+def test_one_row_mask_matches_the_batched_rules():
+    """mask_from_obs answers one row (every reply) in plain Python and a batch (training) in
+    numpy: both give the same mask, thresholds included."""
+    values = np.array([0.0, 0.3, 0.5, 0.6, 1.0], np.float32)
+    obs = np.random.default_rng(0).choice(values, size=(5000, OBS_DIM))
+    batched = mask_from_obs(obs)
+    assert 0.02 < batched[:, A_INFORM].mean() < 0.98 and 0.02 < batched[:, A_BOOK].mean() < 0.98
+    np.testing.assert_array_equal(np.concatenate([mask_from_obs(o[None]) for o in obs]), batched)
+
+
 def test_tracker_features_and_mask():
     t = Tracker(CAT)
     t.user(_acts("I want cheap italian food in the north"))
