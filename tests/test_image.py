@@ -300,6 +300,7 @@ def test_lean_generator_refuses_other_graphs(models):
     from trainer.image import lean_generator
 
     for role in ("generator", "discriminator"):
-        model = onnx.load(registry.resolve(models) / registry.file_entry("image", role, models)["file"])
+        path = registry.resolve(models) / registry.file_entry("image", role, models)["file"]
+        model = onnx.load(path)
         with pytest.raises(ExportError, match="not the image generator graph"):
             lean_generator(model)

@@ -468,7 +468,8 @@ def export(cfg: Config, work_dir: Path, out_dir: Path) -> None:
             calibration=[] if capturing() else _candidate_images(cfg, m))
         notes += (" generator_int8 / discriminator_int8 (used together by precision='int8'): "
                   "static int8 (QDQ; quantized from tf2onnx's generator graph with its "
-                  "ConvTranspose as sub-pixel Conv + DepthToSpace) calibrated on 1,024 latents / 1,024 generated candidates; "
+                  "ConvTranspose as sub-pixel Conv + DepthToSpace) calibrated on 1,024 latents "
+                  "/ 1,024 generated candidates; "
                   "shipped while the int8 FD at quality 0 and 1 is within the fp32 FD + the "
                   "draws' spread and confidence and label accuracy within 0.01 of fp32 "
                   "(metrics generator_int8_quality_*).")
@@ -494,7 +495,7 @@ def lean_generator(model):
     Raises ExportError if ``model`` is not this module's generator graph."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from trainer.export import ExportError
+    from trainer.export import ExportError, _is_upsampling_conv_transpose
 
     graph = model.graph
     weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
@@ -515,8 +516,9 @@ def lean_generator(model):
     alpha = {helper.get_attribute_value(a) for n in by_op["LeakyRelu"] for a in n.attribute}
     z_dim, g = dense_w.shape[0] - N_CLASSES, convt[0][0].shape[0]
     if len(alpha) != 1 or dense_w.shape[1] != 7 * 7 * g \
-            or conv_w.shape[:2] != (1, convt[1][0].shape[1]):
-        raise ExportError("lean_generator: unexpected generator weights")
+            or conv_w.shape != (1, convt[1][0].shape[1], 3, 3) \
+            or not all(_is_upsampling_conv_transpose(n, weights) for n in by_op["ConvTranspose"]):
+        raise ExportError("lean_generator: unexpected generator layers or weights")
     slope = alpha.pop()
 
     inits, nodes = [], []
