@@ -168,17 +168,10 @@ def export_tf_function(fn, input_signature, *, kind: str, role: str, out_dir, sa
     if _capture is not None:
         _capture[(kind, role)] = (tf_fn, input_signature)
         return _captured_entry(kind, role)
-    import onnx
     import tf2onnx
 
     model_proto, _ = tf2onnx.convert.from_function(tf_fn, input_signature=input_signature,
                                                     opset=opset)
-    try:
-        onnx.checker.check_model(model_proto, full_check=True)
-    except Exception as exc:  # the checker's exception types vary between onnx versions
-        raise ExportError(f"{kind}/{role}: ONNX checker failed: {exc}") from exc
-    data = model_proto.SerializeToString()
-
     rng = np.random.default_rng(seed)
     if sample_inputs is None:
         samples = [_random_inputs(input_signature, rng) for _ in range(n_parity)]
@@ -186,15 +179,8 @@ def export_tf_function(fn, input_signature, *, kind: str, role: str, out_dir, sa
         samples = [list(s) for s in sample_inputs]
     else:
         samples = [list(sample_inputs)]
-    diff = _parity(data, tf_fn, input_signature, samples)
-    if diff > tol:
-        raise ExportError(f"{kind}/{role}: onnxruntime differs from TensorFlow by {diff:.3g} "
-                          f"(tolerance {tol:g})")
-    entry = _write_addressed(data, kind=kind, role=role, ext="onnx", out_dir=out_dir)
-    entry.update(opset=opset, inputs=_io_signature(model_proto.graph.input),
-                 outputs=_io_signature(model_proto.graph.output),
-                 parity_max_abs_diff=diff, parity_samples=len(samples))
-    return entry
+    return _check_and_write(model_proto, tf_fn, input_signature, samples, kind=kind, role=role,
+                            out_dir=out_dir, opset=opset, tol=tol, subject="onnxruntime")
 
 
 def export_rewritten(entry: dict, rewrite, fn, input_signature, *, kind: str, role: str,
@@ -208,22 +194,30 @@ def export_rewritten(entry: dict, rewrite, fn, input_signature, *, kind: str, ro
     import tensorflow as tf
 
     model = rewrite(onnx.load(Path(out_dir) / entry["file"]))
+    return _check_and_write(model, tf.function(fn, input_signature=input_signature),
+                            input_signature, samples, kind=kind, role=role, out_dir=out_dir,
+                            opset=entry.get("opset", 17), tol=tol, subject="the rewritten graph")
+
+
+def _check_and_write(model_proto, tf_fn, input_signature, samples, *, kind: str, role: str,
+                     out_dir, opset: int, tol: float, subject: str) -> dict:
+    """ONNX checker, parity against TensorFlow on ``samples``, then the atomic write."""
+    import onnx
+
     try:
-        onnx.checker.check_model(model, full_check=True)
-    except Exception as exc:
-        raise ExportError(f"{kind}/{role}: ONNX checker failed on the rewritten graph: {exc}") \
-            from exc
-    data = model.SerializeToString()
-    diff = _parity(data, tf.function(fn, input_signature=input_signature), input_signature,
-                   samples)
+        onnx.checker.check_model(model_proto, full_check=True)
+    except Exception as exc:  # the checker's exception types vary between onnx versions
+        raise ExportError(f"{kind}/{role}: ONNX checker failed: {exc}") from exc
+    data = model_proto.SerializeToString()
+    diff = _parity(data, tf_fn, input_signature, samples)
     if diff > tol:
-        raise ExportError(f"{kind}/{role}: the rewritten graph differs from TensorFlow by "
-                          f"{diff:.3g} (tolerance {tol:g})")
-    out = _write_addressed(data, kind=kind, role=role, ext="onnx", out_dir=Path(out_dir))
-    out.update(opset=entry.get("opset", 17), inputs=_io_signature(model.graph.input),
-               outputs=_io_signature(model.graph.output), parity_max_abs_diff=diff,
-               parity_samples=len(samples))
-    return out
+        raise ExportError(f"{kind}/{role}: {subject} differs from TensorFlow by {diff:.3g} "
+                          f"(tolerance {tol:g})")
+    entry = _write_addressed(data, kind=kind, role=role, ext="onnx", out_dir=Path(out_dir))
+    entry.update(opset=opset, inputs=_io_signature(model_proto.graph.input),
+                 outputs=_io_signature(model_proto.graph.output),
+                 parity_max_abs_diff=diff, parity_samples=len(samples))
+    return entry
 
 
 def export_onnx_bytes(model_proto, *, kind: str, role: str, out_dir, opset: int) -> dict:
