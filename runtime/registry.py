@@ -184,7 +184,9 @@ def session(kind: str, role: str, models_dir=None, precision: str = "fp32"):
     role = _role_for(kind, role, precision, files)
     fe = _pick(kind, role, files)
     settings = _env_settings()
-    key = (root, fe["file"], fe["sha256"], settings["threads"], settings["low_memory"])
+    hints = fe.get("disabled_optimizers")          # part of the key: the session is built with them
+    key = (root, fe["file"], fe["sha256"], settings["threads"], settings["low_memory"],
+           hints and repr(hints))
     sess = _sessions.get(key)
     if sess is None:
         with _lock:

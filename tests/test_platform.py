@@ -1,5 +1,6 @@
 """Platform: registry, sha256 checks, error behaviour, CLI, import boundary, packaging."""
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -168,6 +169,13 @@ def test_disabled_optimizers_from_the_manifest(models_copy, monkeypatch):
     manifest_path.write_text(json.dumps(data))
     assert registry.session(kind, role, models_copy) is not None
     assert seen == [["NchwcTransformer", "ConstantFolding"]]
+    # a manifest that changes only the hints (same model file) gets a session built with them
+    f["disabled_optimizers"] = ["NchwcTransformer"]
+    manifest_path.write_text(json.dumps(data))
+    stat = manifest_path.stat()
+    os.utime(manifest_path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    assert registry.session(kind, role, models_copy) is not None
+    assert seen == [["NchwcTransformer", "ConstantFolding"], ["NchwcTransformer"]]
     f["disabled_optimizers"] = "NchwcTransformer"
     manifest_path.write_text(json.dumps(data))
     registry.clear_cache()
