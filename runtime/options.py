@@ -21,6 +21,8 @@ def check_bool(name: str, value) -> bool:
 
 def check_int(name: str, value, lo: int, hi: int) -> int:
     """An integer in [lo, hi]; bools, floats (even 3.0) and strings are rejected."""
+    if type(value) is int and lo <= value <= hi:     # the common case, without the ABC check
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value!r} "
                          f"({_type_name(value)})")
@@ -32,6 +34,8 @@ def check_int(name: str, value, lo: int, hi: int) -> int:
 
 def check_float(name: str, value, lo: float, hi: float) -> float:
     """A finite real number in [lo, hi] (ints accepted)."""
+    if type(value) is float and lo <= value <= hi:   # bounds are finite: NaN, inf fail here
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r} "
                          f"({_type_name(value)})")

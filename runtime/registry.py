@@ -25,6 +25,7 @@ _lock = threading.RLock()
 _manifests: dict[Path, tuple[float, dict]] = {}
 _sessions: dict[tuple, object] = {}
 _json_files: dict[tuple, object] = {}
+_manifest_paths: dict[Path, str] = {}     # root -> str path of its manifest (joined once)
 _settings = {"threads": 1, "low_memory": False}
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
@@ -92,8 +93,11 @@ def manifest(models_dir=None) -> dict:
     Every ``generate`` asks for it, so the hot path is one stat of a str path (joining Path
     objects cost more than the stat) and a lock-free cache hit (dict reads are atomic)."""
     root = resolve(models_dir)
+    path = _manifest_paths.get(root)
+    if path is None:
+        path = _manifest_paths[root] = os.path.join(root, MANIFEST)
     try:
-        mtime = os.stat(os.path.join(root, MANIFEST)).st_mtime_ns
+        mtime = os.stat(path).st_mtime_ns
     except FileNotFoundError:
         if not root.exists():
             raise ModelError(f"models directory {root} does not exist: pass models_dir= or set "

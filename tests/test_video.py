@@ -190,6 +190,13 @@ def test_quick_profile_trains_exports_and_rolls_out(tmp_path):
     entry = read_manifest(out)["models"]["video"]
     assert {"step", "physics"} <= set(entry["files"])
     assert entry["parity_max_abs_diff"] <= 1e-4
+    # the step model ships as lean_step's graph (checked against TensorFlow at export); its
+    # source, tf2onnx's graph, is not left behind
+    import onnx
+
+    ops = [n.op_type for n in onnx.load(out / entry["files"]["step"]["file"]).graph.node]
+    assert "GatherElements" in ops and not {"GatherND", "Squeeze"} & set(ops)
+    assert {p.name for p in out.glob("video-*")} == {f["file"] for f in entry["files"].values()}
     v = runtime.generate("video", frames=7, digits=2, seed=3, models_dir=out)
     assert v.shape == (7, 48, 48) and v.dtype == np.uint8
     np.testing.assert_array_equal(v, runtime.generate("video", frames=7, digits=2, seed=3,
@@ -207,6 +214,21 @@ def test_quick_profile_trains_exports_and_rolls_out(tmp_path):
         nxt = g([ctx, noise], training=False)[0].numpy()[..., 0]
         np.testing.assert_allclose(onnx_clip[:, 2 + t], nxt, atol=1e-3)
         ctx = np.stack([ctx[..., 1], nxt], -1)
+
+
+@pytest.mark.tf
+def test_lean_step_refuses_other_graphs(models):
+    """lean_step rewrites tf2onnx's step graph only: the shipped (already rewritten) step model
+    and the image generator are an ExportError, never a wrong model."""
+    onnx = pytest.importorskip("onnx")
+    from runtime import registry
+    from trainer.export import ExportError
+    from trainer.video import PROFILES, lean_step
+
+    for kind, role in (("video", "step"), ("image", "generator")):
+        path = registry.resolve(models) / registry.file_entry(kind, role, models)["file"]
+        with pytest.raises(ExportError, match="lean_step"):
+            lean_step(onnx.load(path), PROFILES["full"])
 
 
 def test_old_physics_side_file_is_a_clear_model_error(models, tmp_path, monkeypatch):

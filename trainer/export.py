@@ -325,11 +325,25 @@ def subpixel_conv_transpose(model):
                                    name=names[2] + "_interleave", blocksize=2, mode="DCR")]
     del graph.node[:]
     graph.node.extend(nodes)
-    used = {name for node in graph.node for name in node.input}
-    kept = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(kept)
+    prune_unused(graph)
     return model
+
+
+def prune_unused(graph) -> None:
+    """Drop the nodes whose outputs nothing reads (after a rewrite rewired their consumers),
+    then the initializers no node reads."""
+    needed = {o.name for o in graph.output}
+    kept = []
+    for node in reversed(list(graph.node)):
+        if any(o in needed for o in node.output):
+            kept.append(node)
+            needed.update(node.input)
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+    used = {name for node in graph.node for name in node.input}
+    inits = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
 
 
 def _is_upsampling_conv_transpose(node, weights: dict) -> bool:
