@@ -483,8 +483,9 @@ def lean_step(model, cfg: Config):
     for bit: GatherND with batch_dims=1 on [N, pixels] becomes GatherElements on axis 1 (no
     index Cast + Unsqueeze), and the Reshape + Slice + Squeeze at the end one Reshape.
     Measured on the shipped step model (one onnxruntime thread, batch 1): 432 us against 452.
-    Also tried and not kept: the cost volume's 2k strided Slices + Concats as one strided Conv
-    with fixed {-1, 0, +1} taps (exact, but 477 us). Raises ExportError if ``model`` is not
+    Also tried and not kept, both exact: the cost volume's 2k strided Slices + Concats as one
+    strided Conv with fixed {-1, 0, +1} taps (477 us), or as one Gather of the k*k shifted
+    copies (630 us). Raises ExportError if ``model`` is not
     this module's step graph."""
     from onnx import helper, numpy_helper
 
