@@ -34,7 +34,7 @@ def check_int(name: str, value, lo: int, hi: int) -> int:
 
 def check_float(name: str, value, lo: float, hi: float) -> float:
     """A finite real number in [lo, hi] (ints accepted)."""
-    if type(value) is float and lo <= value <= hi:   # bounds are finite: NaN, inf fail here
+    if type(value) is float and lo <= value <= hi and math.isfinite(value):   # common case
         return value
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a number in [{lo}, {hi}], got {value!r} "

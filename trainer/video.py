@@ -485,8 +485,7 @@ def lean_step(model, cfg: Config):
     Measured on the shipped step model (one onnxruntime thread, batch 1): 432 us against 452.
     Also tried and not kept, both exact: the cost volume's 2k strided Slices + Concats as one
     strided Conv with fixed {-1, 0, +1} taps (477 us), or as one Gather of the k*k shifted
-    copies (630 us). Raises ExportError if ``model`` is not
-    this module's step graph."""
+    copies (630 us). Raises ExportError if ``model`` is not this module's step graph."""
     from onnx import helper, numpy_helper
 
     from trainer.export import ExportError, prune_unused
@@ -494,19 +493,18 @@ def lean_step(model, cfg: Config):
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
     gathers = [n for n in graph.node if n.op_type == "GatherND"]
-    squeeze = producer.get(graph.output[0].name)
+    node = producer.get(graph.output[0].name)
     chain = []          # Squeeze <- Slice <- Reshape (frame [N, C, C, 1] -> [N, C, C])
-    while squeeze is not None and len(chain) < 3:
-        chain.append(squeeze)
-        squeeze = producer.get(squeeze.input[0])
+    while node is not None and len(chain) < 3:
+        chain.append(node)
+        node = producer.get(node.input[0])
     if len(gathers) != 1 or [n.op_type for n in chain] != ["Squeeze", "Slice", "Reshape"]:
         raise ExportError("lean_step: not the video step graph")
     gather = gathers[0]
-    cast = producer.get(producer[gather.input[1]].input[0]) \
-        if gather.input[1] in producer else None
+    unsqueeze = producer.get(gather.input[1])
+    cast = producer.get(unsqueeze.input[0]) if unsqueeze is not None else None
     if [a.i for a in gather.attribute if a.name == "batch_dims"] != [1] \
-            or producer[gather.input[1]].op_type != "Unsqueeze" or cast is None \
-            or cast.op_type != "Cast":
+            or cast is None or unsqueeze.op_type != "Unsqueeze" or cast.op_type != "Cast":
         raise ExportError("lean_step: unexpected advection gather")
     # GatherND(data [N, P], idx [N, Q, 1], batch_dims=1) == GatherElements(data, idx [N, Q])
     elements = helper.make_node("GatherElements", [gather.input[0], cast.input[0]],
