@@ -1,6 +1,6 @@
 """Size / speed / memory of every kind: runtime fp32 and int8 against TensorFlow, one run.
 
-    python -m benchmarks edge [--kinds text,image] [--repeats 100] [--rounds 3] [--no-tf]
+    python -m benchmarks edge [--kinds text,image] [--repeats 100] [--rounds 5] [--no-tf]
 
 Each row runs in its own fresh subprocess, so import time and peak RSS are those of a process
 that does only that: ``import runtime`` (and for TensorFlow rows, TensorFlow + the checkpoint)
@@ -15,7 +15,7 @@ start-up and the largest peak RSS. The rows:
   replaced by the trainer's ``tf.function`` on the same weights (the checkpoint in
   ``runs/<kind>/full``, captured through ``trainer.export.capture_tf_functions``), so the
   difference is the engine alone. That includes the models of other kinds a generation runs
-  (``USES``: video's first frames come from the image generator and discriminator).
+  (``USES``: video's first frames come from the image generator and classifier).
   TensorFlow keeps its default threads (all cores; the runtime uses one).
 - ``tensorflow 1 thread``: the same, with one intra-op and one inter-op thread: the runtime's
   own layout, and faster than TensorFlow's default at these model sizes.
@@ -283,7 +283,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks edge")
     parser.add_argument("--kinds", default=None, help="comma separated (default: all shipped)")
     parser.add_argument("--repeats", type=int, default=100, help="timed calls per process")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=int, default=5,
                         help="processes per row, the rows taking turns")
     parser.add_argument("--no-tf", action="store_true", help="skip the TensorFlow column")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.md"))

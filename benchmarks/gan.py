@@ -9,7 +9,8 @@ Rows:
   image  batch 1 / batch 64  images per second: runtime.generate("image", n=B) vs
          tf.function(g_ema)([z, label]) for the same batch (both include drawing z and labels;
          the runtime also converts to uint8).
-  image  batch 64, quality=1  images/s with discriminator rejection sampling (8x candidates).
+  image  batch 64, quality=1  images/s with discriminator rejection sampling (the class head
+         and the density ratio, 32 candidates per image).
   video  frames per second: runtime.generate("video", frames=64) (incl. first frames from the
          image GAN) vs a tf.function step loop rolling the trained step model for 64 frames.
 Both sides use ``--threads`` intra-op threads (default 1, the runtime's default).

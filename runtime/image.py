@@ -15,8 +15,9 @@ Options
              that image's class, with M = ``max_extra_candidates`` of the rejection side file
              (31 in the shipped models: K = 32 at q = 1, 17 at q = 0.5, 4 at q = 0.1), and
              scores each with two discriminators:
-             * the shipped discriminator's class head, p(label | x) (a CNN trained on real
-               digits); a candidate is *eligible* if p(label | x) >= ``class_prob`` (0.99);
+             * the shipped ``classifier``, p(label | x) (the GAN discriminator's auxiliary
+               class head, a CNN trained on real digits); a candidate is *eligible* if
+               p(label | x) >= ``class_prob`` (0.99);
              * the density-ratio discriminator of the side file: per class, the log ratio of
                two Gaussians (real training digits vs the generator's samples) in the top 12
                principal components of the real digits, ``s(x) = z' Q z + b' z + c`` with
@@ -30,14 +31,14 @@ Options
              Measured (``python -m trainer eval image``, 5 draws of 1,000): q = 1 lowers the
              Frechet distance to held-out digits from 4.39 to 3.89 and raises the evaluation
              classifier's confidence from 0.982 to 0.994 (manifest metrics, with spreads).
-             Cost: K x the generator and the discriminator plus a 784 x 12 projection per
+             Cost: K x the generator and the classifier plus a 784 x 12 projection per
              candidate: about 10 ms per image at q = 1 against 0.25 ms at q = 0 (one
              onnxruntime thread). At most 8,192 candidates (25 MB of float32) are held at
              once, whatever n and K.
-             (The discriminator's realness logit is shipped too but not used: selecting on it
+             (The GAN discriminator's realness logit is not shipped: selecting on it
              measurably reduced diversity, see metrics generator_quality_1_realness_argmax.)
 ``precision``  "fp32" (default) or "int8" (statically quantized generator and
-             discriminator, QDQ with calibrated activations; the density-ratio scores stay
+             classifier, QDQ with calibrated activations; the density-ratio scores stay
              float64 numpy).
 
 Caps: n <= 1024; candidates are generated and scored in blocks of at most 8,192.
@@ -151,14 +152,14 @@ def sample_float(rng: np.random.Generator, models_dir, n: int, quality: float = 
     if k == 1:
         return _run_chunked(gen, z, labels)
     u = rng.random(n)
-    disc = registry.session(KIND, "discriminator", models_dir, precision)
+    clf = registry.session(KIND, "classifier", models_dir, precision)
     out = np.empty((n, 28, 28), np.float32)
     per = max(1, BLOCK // k)                              # images per block
     for s in range(0, n, per):
         e = min(n, s + per)
         cand_labels = np.repeat(labels[s:e], k)
         cand = _run_chunked(gen, z[s * k:e * k], cand_labels)
-        logp = _run_chunked(disc, cand, cand_labels, output=1).reshape(e - s, k)
+        logp = _run_chunked(clf, cand, cand_labels).reshape(e - s, k)
         ratio = rule.log_ratio(cand, cand_labels).reshape(e - s, k)
         pick = select(logp, ratio, u[s:e], rule.log_class_prob)
         out[s:e] = cand.reshape(e - s, k, 28, 28)[np.arange(e - s), pick]

@@ -26,6 +26,7 @@ _manifests: dict[Path, tuple[float, dict]] = {}
 _sessions: dict[tuple, object] = {}
 _json_files: dict[tuple, object] = {}
 _manifest_paths: dict[Path, str] = {}     # root -> str path of its manifest (joined once)
+_session_hits: dict[tuple, tuple] = {}    # (root, kind, role, precision) -> (manifest, settings, sess)
 _settings = {"threads": 1, "low_memory": False}
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
@@ -50,13 +51,15 @@ def configure(*, threads: int | None = None, low_memory: bool | None = None) -> 
             _settings["low_memory"] = check_bool("low_memory", low_memory)
 
 
-def _env_settings() -> dict:
-    settings = dict(_settings)
-    if os.environ.get("RUNTIME_THREADS", "").isdigit():
-        settings["threads"] = max(1, int(os.environ["RUNTIME_THREADS"]))
+def _env_settings() -> tuple[int, bool]:
+    """(threads, low_memory): configure()'s values, overridden by the environment."""
+    threads, low_memory = _settings["threads"], _settings["low_memory"]
+    env_threads = os.environ.get("RUNTIME_THREADS", "")
+    if env_threads.isdigit():
+        threads = max(1, int(env_threads))
     if os.environ.get("RUNTIME_LOW_MEMORY") == "1":
-        settings["low_memory"] = True
-    return settings
+        low_memory = True
+    return threads, low_memory
 
 
 def default_models_dir() -> Path:
@@ -181,16 +184,26 @@ def _role_for(kind: str, role: str, precision: str, files: dict) -> str:
 def session(kind: str, role: str, models_dir=None, precision: str = "fp32"):
     """A verified, cached ``onnxruntime.InferenceSession`` for ``kind``'s ``role`` model.
 
-    Called on every ``generate``: one manifest check (a stat), then a lock-free cache hit;
-    the lock is only taken to build a session."""
+    Called on every ``generate``: one manifest check (a stat), then a lock-free cache hit,
+    valid while the manifest object (replaced whenever the file changes) and the session
+    settings are the ones it was found under; the lock is only taken to build a session."""
     root = resolve(models_dir)
+    data = manifest(root)
+    settings = _env_settings()
+    hit = _session_hits.get((root, kind, role, precision))
+    if hit is not None and hit[0] is data and hit[1] == settings:
+        return hit[2]
+    sess = _find_session(kind, role, root, precision, settings)
+    _session_hits[root, kind, role, precision] = (data, settings, sess)
+    return sess
+
+
+def _find_session(kind: str, role: str, root: Path, precision: str, settings: tuple):
     files = entry(kind, root).get("files", {})
     role = _role_for(kind, role, precision, files)
     fe = _pick(kind, role, files)
-    settings = _env_settings()
     hints = fe.get("disabled_optimizers")          # part of the key: the session is built with them
-    key = (root, fe["file"], fe["sha256"], settings["threads"], settings["low_memory"],
-           hints and repr(hints))
+    key = (root, fe["file"], fe["sha256"], *settings, hints and repr(hints))
     sess = _sessions.get(key)
     if sess is None:
         with _lock:
@@ -206,11 +219,12 @@ def _load_session(kind: str, role: str, root: Path, fe: dict, settings: dict):
 
     data = read_verified(kind, role, root)
     opts = ort.SessionOptions()
-    opts.intra_op_num_threads = settings["threads"]
+    threads, low_memory = settings
+    opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.log_severity_level = 3
-    if settings["low_memory"]:
+    if low_memory:
         opts.enable_cpu_mem_arena = False
         opts.enable_mem_pattern = False
     # graph optimizers the export measured to slow this model down (manifest, per file)
@@ -279,6 +293,7 @@ def run(sess, feeds: dict) -> list[np.ndarray]:
 def clear_cache() -> None:
     with _lock:
         _manifests.clear()
+        _session_hits.clear()
         _sessions.clear()
         _json_files.clear()
 

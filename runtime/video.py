@@ -5,9 +5,10 @@ Returns ``numpy.uint8`` of shape ``(frames, 48, 48)``: 0 background, 255 full in
 How a clip is made
 ------------------
 1. ``digits`` digits of random classes are drawn from the image GAN (``runtime.image``) as
-   28x28 tiles, each the first of up to K samples that the image discriminator's class head
-   reads as its class with p >= 0.99 (see ``quality``); ink fainter than the ``physics`` ink
-   threshold (0.05) is cleared, so each digit's ink box holds all of it.
+   28x28 tiles, each the first of up to K samples that the image ``classifier`` (the GAN
+   discriminator's class head) reads as its class with p >= 0.99 (see ``quality``); ink
+   fainter than the ``physics`` ink threshold (0.05) is cleared, so each digit's ink box holds
+   all of it.
 2. Each tile is placed at a uniform whole-pixel position with its ink box inside the 48x48
    canvas, with a whole-pixel velocity rint(s (sin a, cos a)), a uniform direction, s uniform
    in the trained range (1..3 px/frame, from the ``physics`` side file); frame 1 is the same
@@ -124,14 +125,14 @@ def opening_digits(rng: np.random.Generator, models_dir, n: int, quality: float)
     zd = int(gen.get_inputs()[0].shape[1])
     labels = rng.integers(0, _image.N_CLASSES, size=n).astype(np.int64)
     rule = _image._rule(models_dir)
-    disc = registry.session(_image.KIND, "discriminator", models_dir)
+    clf = registry.session(_image.KIND, "classifier", models_dir)
     tiles = np.empty((n, 28, 28), np.float32)
     for i, label in enumerate(labels[:, None]):
         best = -np.inf
         for _ in range(_image.candidates_per_image(quality, rule.max_extra)):
             digit = _image._run_chunked(gen, rng.standard_normal((1, zd), dtype=np.float32),
                                         label)
-            logp = float(_image._run_chunked(disc, digit, label, output=1)[0])
+            logp = float(_image._run_chunked(clf, digit, label)[0])
             if logp > best:
                 best, tiles[i] = logp, digit[0]
             if logp >= rule.log_class_prob:

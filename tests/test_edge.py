@@ -94,11 +94,11 @@ def test_int8_generation_runs_the_int8_files():
         assert np.abs(fp32 - int8).mean() < 3          # same digits, ~1 grey level of error
         assert "static" in runtime.info("image")["files"]["generator_int8"]["quantization"]
         files = runtime.info("image")["files"]
-        if "discriminator_int8" in files:       # quality > 0 scores candidates in int8 too
+        if "classifier_int8" in files:          # quality > 0 scores candidates in int8 too
             registry.clear_cache()
             picked = runtime.generate("image", n=4, quality=1.0, seed=5, precision="int8")
             used = {key[1] for key in registry._sessions}
-            assert used == {files["generator_int8"]["file"], files["discriminator_int8"]["file"]}
+            assert used == {files["generator_int8"]["file"], files["classifier_int8"]["file"]}
             assert picked.shape == (4, 28, 28)
 
 
@@ -145,6 +145,57 @@ def test_subpixel_rewrite_is_exact():
     ops = [n.op_type for n in rewritten.graph.node]
     assert ops.count("ConvTranspose") == 1 and "DepthToSpace" in ops   # stride 1 left alone
     np.testing.assert_allclose(_run(rewritten, z), want, atol=1e-5)
+
+
+def _toy_decoder(onnx, odd: bool = False):
+    """z -> (N, 3, 5, 5) -> Conv 1x1 (low, 6 channels) -> Resize 2x nearest -> Concat with a
+    skip (N, 2, 10, 10) -> Conv 3x3 -> LeakyRelu: a U-Net decoder layer. ``odd``: the same,
+    with a Resize whose coordinate mode the phase rewrite must not touch."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(3)
+    w = {"dense": rng.standard_normal((8, 3 * 25 + 2 * 100)).astype(np.float32) * 0.3,
+         "low_w": rng.standard_normal((6, 3, 1, 1)).astype(np.float32) * 0.5,
+         "dec_w": rng.standard_normal((4, 8, 3, 3)).astype(np.float32) * 0.3,
+         "dec_b": rng.standard_normal(4).astype(np.float32) * 0.1,
+         "split": np.array([75, 200], np.int64), "low_shape": np.array([-1, 3, 5, 5], np.int64),
+         "skip_shape": np.array([-1, 2, 10, 10], np.int64),
+         "scales": np.array([1, 1, 2, 2], np.float32), "roi": np.zeros(0, np.float32)}
+    mode = b"half_pixel" if odd else b"asymmetric"
+    nodes = [helper.make_node("MatMul", ["z", "dense"], ["h"]),
+             helper.make_node("Split", ["h", "split"], ["h_low", "h_skip"], axis=1),
+             helper.make_node("Reshape", ["h_low", "low_shape"], ["low_in"]),
+             helper.make_node("Reshape", ["h_skip", "skip_shape"], ["skip"]),
+             helper.make_node("Conv", ["low_in", "low_w"], ["low"], kernel_shape=[1, 1]),
+             helper.make_node("Resize", ["low", "roi", "scales"], ["up"], mode="nearest",
+                              coordinate_transformation_mode=mode, nearest_mode="floor"),
+             helper.make_node("Concat", ["up", "skip"], ["cat"], axis=1),
+             helper.make_node("Conv", ["cat", "dec_w", "dec_b"], ["dec"], name="dec",
+                              kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("LeakyRelu", ["dec"], ["images"], alpha=0.2)]
+    graph = helper.make_graph(
+        nodes, "toy_decoder", [helper.make_tensor_value_info("z", TensorProto.FLOAT, [None, 8])],
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, [None, 4, 10, 10])],
+        [numpy_helper.from_array(v, k) for k, v in w.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+
+
+def test_phase_rewrite_of_upsampled_convs_is_exact():
+    """trainer.export.phase_upsampled_convs: the 3x3 Conv over [upsampled low, skip] becomes a
+    2x2 Conv of low at its own resolution (+ DepthToSpace + crop) plus a 3x3 Conv of the skip,
+    the same numbers; a Resize with other pixel centres is left alone."""
+    onnx = pytest.importorskip("onnx")
+    from trainer.export import phase_upsampled_convs
+
+    z = np.random.default_rng(4).standard_normal((3, 8)).astype(np.float32)
+    want = _run(_toy_decoder(onnx), z)
+    rewritten = phase_upsampled_convs(_toy_decoder(onnx))
+    onnx.checker.check_model(rewritten, full_check=True)
+    ops = [n.op_type for n in rewritten.graph.node]
+    assert "Resize" not in ops and "Concat" not in ops and ops.count("DepthToSpace") == 1
+    np.testing.assert_allclose(_run(rewritten, z), want, atol=1e-5)
+    untouched = phase_upsampled_convs(_toy_decoder(onnx, odd=True))
+    assert "Resize" in [n.op_type for n in untouched.graph.node]
 
 
 def test_quantize_static_writes_a_calibrated_int8_model(tmp_path):

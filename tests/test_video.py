@@ -64,23 +64,23 @@ def test_digit_moves_and_persists(models):
 
 
 def test_opening_digits_are_the_ones_the_class_head_accepts(models):
-    """quality > 0: each opening digit is the first draw the image discriminator's class head
+    """quality > 0: each opening digit is the first draw the image classifier (class head)
     reads as its class with p >= 0.99 (else the most confident of K); quality 0: plain draws."""
     from runtime import image as rimage
     from runtime import registry
 
     rule = rimage._rule(models)
-    disc = registry.session("image", "discriminator", models)
+    clf = registry.session("image", "classifier", models)
     rng = np.random.default_rng(3)
     labels = np.random.default_rng(3).integers(0, 10, size=12)
     tiles = rvideo.opening_digits(rng, models, 12, 0.5)
-    logp = rimage._run_chunked(disc, tiles, labels.astype(np.int64), output=1)
+    logp = rimage._run_chunked(clf, tiles, labels.astype(np.int64))
     assert (logp >= rule.log_class_prob).mean() >= 0.9
     plain = rvideo.opening_digits(np.random.default_rng(3), models, 12, 0.0)
     again = rvideo.opening_digits(np.random.default_rng(3), models, 12, 0.0)
     np.testing.assert_array_equal(plain, again)
     assert np.abs(plain - tiles).max() > 0.5      # the class head changed some digits
-    assert (rimage._run_chunked(disc, plain, labels.astype(np.int64), output=1)
+    assert (rimage._run_chunked(clf, plain, labels.astype(np.int64))
             >= rule.log_class_prob).mean() <= (logp >= rule.log_class_prob).mean()
 
 
@@ -196,6 +196,8 @@ def test_quick_profile_trains_exports_and_rolls_out(tmp_path):
 
     ops = [n.op_type for n in onnx.load(out / entry["files"]["step"]["file"]).graph.node]
     assert "GatherElements" in ops and not {"GatherND", "Squeeze"} & set(ops)
+    # its three decoder convolutions convolve their upsampled input at the low resolution
+    assert ops.count("DepthToSpace") == 3 and ops.count("Resize") == 1    # left: the prior's
     assert {p.name for p in out.glob("video-*")} == {f["file"] for f in entry["files"].values()}
     v = runtime.generate("video", frames=7, digits=2, seed=3, models_dir=out)
     assert v.shape == (7, 48, 48) and v.dtype == np.uint8
