@@ -180,21 +180,21 @@ def _toy_decoder(onnx, odd: bool = False):
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
 
 
-def test_phase_rewrite_of_upsampled_convs_is_exact():
-    """trainer.export.phase_upsampled_convs: the 3x3 Conv over [upsampled low, skip] becomes a
-    2x2 Conv of low at its own resolution (+ DepthToSpace + crop) plus a 3x3 Conv of the skip,
-    the same numbers; a Resize with other pixel centres is left alone."""
+def test_upsampling_folded_into_the_decoder_conv_is_exact():
+    """trainer.export.fold_upsampling_into_convs: the 3x3 Conv over [upsampled low, skip]
+    becomes a 4x4/2 ConvTranspose of low plus a 3x3 Conv of the skip, the same numbers; a
+    Resize with other pixel centres is left alone."""
     onnx = pytest.importorskip("onnx")
-    from trainer.export import phase_upsampled_convs
+    from trainer.export import fold_upsampling_into_convs
 
     z = np.random.default_rng(4).standard_normal((3, 8)).astype(np.float32)
     want = _run(_toy_decoder(onnx), z)
-    rewritten = phase_upsampled_convs(_toy_decoder(onnx))
+    rewritten = fold_upsampling_into_convs(_toy_decoder(onnx))
     onnx.checker.check_model(rewritten, full_check=True)
     ops = [n.op_type for n in rewritten.graph.node]
-    assert "Resize" not in ops and "Concat" not in ops and ops.count("DepthToSpace") == 1
+    assert "Resize" not in ops and "Concat" not in ops and ops.count("ConvTranspose") == 1
     np.testing.assert_allclose(_run(rewritten, z), want, atol=1e-5)
-    untouched = phase_upsampled_convs(_toy_decoder(onnx, odd=True))
+    untouched = fold_upsampling_into_convs(_toy_decoder(onnx, odd=True))
     assert "Resize" in [n.op_type for n in untouched.graph.node]
 
 

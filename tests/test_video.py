@@ -196,8 +196,8 @@ def test_quick_profile_trains_exports_and_rolls_out(tmp_path):
 
     ops = [n.op_type for n in onnx.load(out / entry["files"]["step"]["file"]).graph.node]
     assert "GatherElements" in ops and not {"GatherND", "Squeeze"} & set(ops)
-    # its three decoder convolutions convolve their upsampled input at the low resolution
-    assert ops.count("DepthToSpace") == 3 and ops.count("Resize") == 1    # left: the prior's
+    # its three decoder layers fold the upsampling into a ConvTranspose of the low input
+    assert ops.count("ConvTranspose") == 3 and ops.count("Resize") == 1   # left: the prior's
     assert {p.name for p in out.glob("video-*")} == {f["file"] for f in entry["files"].values()}
     v = runtime.generate("video", frames=7, digits=2, seed=3, models_dir=out)
     assert v.shape == (7, 48, 48) and v.dtype == np.uint8

@@ -329,20 +329,18 @@ def subpixel_conv_transpose(model):
     return model
 
 
-def phase_upsampled_convs(model):
+def fold_upsampling_into_convs(model):
     """Rewrite every ``Conv3x3(Concat([Resize2x(low), skip]))`` (a U-Net decoder layer:
     nearest-neighbour upsampling by 2, concatenated with a skip connection, then a 3x3 Conv,
-    stride 1, padding 1) so that the upsampled half is convolved at the low resolution:
-    ``Slice(DepthToSpace(Conv2x2(low))) + Conv3x3(skip)``.
+    stride 1, padding 1) so that the upsampling and the upsampled half's convolution are one
+    ConvTranspose of ``low``: ``ConvTranspose4x4/2(low) + Conv3x3(skip)``.
 
     On a nearest-upsampled input, output row 2m reads low rows m - 1 (kernel row 0) and m
-    (rows 1 + 2), row 2m + 1 reads rows m (0 + 1) and m + 1 (row 2), columns alike: each of
-    the four output phases is a 2x2 convolution of ``low``. One 2x2 Conv with padding 1 gives
-    all four as 4 x out channels on an (H+1) x (W+1) grid; DepthToSpace (DCR) interleaves them
-    and dropping its first and last row and column aligns them (phase 0 sits at odd rows of the
-    interleaved grid, phase 1 at the even rows one further down). The same function up to float
-    rounding; the upsampled half costs 4 x 4 instead of 4 x 9 multiply-adds per low pixel.
-    Other Resize / Concat / Conv shapes are left alone."""
+    (rows 1 + 2), row 2m + 1 reads rows m (0 + 1) and m + 1 (row 2), columns alike; a 4x4
+    transposed convolution with stride 2 and padding 1 makes exactly these sums with kernel
+    rows (w2, w1 + w2, w0 + w1, w0). The same function up to float rounding; the upsampled
+    half costs 4 x 4 instead of 4 x 9 multiply-adds per low-resolution pixel, and no upsampled
+    copy is made. Other Resize / Concat / Conv shapes are left alone."""
     from onnx import helper, numpy_helper
 
     graph = model.graph
@@ -364,35 +362,24 @@ def phase_upsampled_convs(model):
                 or len(readers[resize.output[0]]) != 1:
             continue
         w = numpy_helper.to_array(weights[conv.input[1]])             # (out, up + skip, 3, 3)
-        bias = numpy_helper.to_array(weights[conv.input[2]]) if len(conv.input) > 2 else None
-        up = _channels_of(resize.input[0], graph, producer, weights)
+        up = _channels_of(resize.input[0], producer, weights)
         if up is None or not 0 < up < w.shape[1]:
             continue
         name = conv.name or conv.output[0]
-        names = {x: f"{name}/phase_{x}" for x in ("kernel", "skip_kernel", "bias", "conv",
-                                                 "interleaved", "up", "skip", "starts",
-                                                 "ends", "axes")}
-        inits = [numpy_helper.from_array(_phase_kernel(w[:, :up]), names["kernel"]),
-                 numpy_helper.from_array(np.ascontiguousarray(w[:, up:]), names["skip_kernel"]),
-                 numpy_helper.from_array(np.array([1, 1], np.int64), names["starts"]),
-                 numpy_helper.from_array(np.array([-1, -1], np.int64), names["ends"]),
-                 numpy_helper.from_array(np.array([2, 3], np.int64), names["axes"])]
-        skip_inputs = [concat.input[1], names["skip_kernel"]]
-        if bias is not None:
-            inits.append(numpy_helper.from_array(bias, names["bias"]))
-            skip_inputs.append(names["bias"])
-        graph.initializer.extend(inits)
+        names = {x: f"{name}/folded_{x}" for x in ("up_kernel", "skip_kernel", "up", "skip")}
+        graph.initializer.extend([
+            numpy_helper.from_array(_upsampled_conv_transpose_kernel(w[:, :up]),
+                                    names["up_kernel"]),
+            numpy_helper.from_array(np.ascontiguousarray(w[:, up:]), names["skip_kernel"])])
         replace[id(conv)] = [
-            helper.make_node("Conv", [resize.input[0], names["kernel"]], [names["conv"]],
-                             name=names["conv"], kernel_shape=[2, 2], pads=[1, 1, 1, 1]),
-            helper.make_node("DepthToSpace", [names["conv"]], [names["interleaved"]],
-                             name=names["interleaved"], blocksize=2, mode="DCR"),
-            helper.make_node("Slice", [names["interleaved"], names["starts"], names["ends"],
-                                       names["axes"]], [names["up"]], name=names["up"]),
-            helper.make_node("Conv", skip_inputs, [names["skip"]], name=names["skip"],
-                             kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+            helper.make_node("ConvTranspose", [resize.input[0], names["up_kernel"]],
+                             [names["up"]], name=names["up"], kernel_shape=[4, 4],
+                             strides=[2, 2], pads=[1, 1, 1, 1]),
+            helper.make_node("Conv", [concat.input[1], names["skip_kernel"], *conv.input[2:]],
+                             [names["skip"]], name=names["skip"], kernel_shape=[3, 3],
+                             pads=[1, 1, 1, 1]),
             helper.make_node("Add", [names["up"], names["skip"]], [conv.output[0]],
-                             name=f"{name}/phase_sum")]
+                             name=f"{name}/folded_sum")]
         drop.update({id(concat), id(resize)})
     nodes = []
     for node in graph.node:
@@ -436,7 +423,7 @@ def _is_nearest_2x(node, weights: dict) -> bool:
             and _attr(node, "nearest_mode", b"round_prefer_floor") == b"floor")
 
 
-def _channels_of(name: str, graph, producer: dict, weights: dict) -> int | None:
+def _channels_of(name: str, producer: dict, weights: dict) -> int | None:
     """Channel count of an activation made by a Conv (or an activation of one), else None."""
     node = producer.get(name)
     while node is not None and node.op_type in ("LeakyRelu", "Relu"):
@@ -446,18 +433,16 @@ def _channels_of(name: str, graph, producer: dict, weights: dict) -> int | None:
     return int(weights[node.input[1]].dims[0])
 
 
-def _phase_kernel(w: np.ndarray) -> np.ndarray:
-    """(out, in, 3, 3) kernel of a 3x3 Conv on a 2x nearest-upsampled input -> (4 * out, in,
-    2, 2) kernel of the 2x2 Conv on the low-resolution input, DCR groups (1 - phase_y, 1 -
-    phase_x): phase 0 taps (w0, w1 + w2), phase 1 taps (w0 + w1, w2), per axis."""
-    taps = (((0,), (1, 2)), ((0, 1), (2,)))        # kernel rows summed into each of the 2 taps
-    k = np.zeros((2, 2, w.shape[0], w.shape[1], 2, 2), w.dtype)
-    for a in (0, 1):
-        for b in (0, 1):
-            for r, rows in enumerate(taps[a]):
-                for c, cols in enumerate(taps[b]):
-                    k[1 - a, 1 - b, :, :, r, c] = w[:, :, list(rows)][:, :, :, list(cols)].sum((2, 3))
-    return k.reshape(4 * w.shape[0], w.shape[1], 2, 2)
+def _upsampled_conv_transpose_kernel(w: np.ndarray) -> np.ndarray:
+    """(out, in, 3, 3) kernel of a 3x3 Conv on a 2x nearest-upsampled input -> the (in, out, 4,
+    4) kernel of the 4x4/2 ConvTranspose (padding 1) on the low-resolution input: kernel row k
+    sums the 3x3 rows (2), (1, 2), (0, 1), (0) for k = 0 .. 3, columns alike."""
+    taps = ((2,), (1, 2), (0, 1), (0,))
+    k = np.zeros((w.shape[1], w.shape[0], 4, 4), w.dtype)
+    for ky, rows in enumerate(taps):
+        for kx, cols in enumerate(taps):
+            k[:, :, ky, kx] = w[:, :, list(rows)][:, :, :, list(cols)].sum((2, 3)).T
+    return k
 
 
 def prune_unused(graph) -> None:

@@ -484,16 +484,20 @@ def lean_step(model, cfg: Config):
     * the advection tail, bit for bit: GatherND with batch_dims=1 on [N, pixels] becomes
       GatherElements on axis 1 (no index Cast + Unsqueeze), and the Reshape + Slice + Squeeze
       at the end one Reshape (432 against 452 us per step);
-    * the U-Net decoder's three upsample + concat + 3x3 convolutions convolve the upsampled
-      half at the low resolution (:func:`trainer.export.phase_upsampled_convs`; the same up to
-      float rounding, every pixel of 400 real-context steps the same): 424 against 437 us.
-    Measured on the shipped step model (one onnxruntime thread, batch 1).
+    * the per-pixel source index: the block offsets broadcast onto the pixels instead of
+      gathered, bit for bit (:func:`_broadcast_block_offsets`);
+    * the U-Net decoder's three upsample + concat + 3x3 convolutions: the upsampling and the
+      upsampled half's convolution become one ConvTranspose of the low-resolution input
+      (:func:`trainer.export.fold_upsampling_into_convs`; the same up to float rounding):
+      410 against 443 us. (The same sums as a 2x2 Conv + DepthToSpace + crop: 434 us.)
+    Measured on the shipped step model (one onnxruntime thread, batch 1, 7 alternating
+    rounds).
     Also tried and not kept, both exact: the cost volume's 2k strided Slices + Concats as one
     strided Conv with fixed {-1, 0, +1} taps (477 us), or as one Gather of the k*k shifted
     copies (630 us). Raises ExportError if ``model`` is not this module's step graph."""
     from onnx import helper, numpy_helper
 
-    from trainer.export import ExportError, phase_upsampled_convs, prune_unused
+    from trainer.export import ExportError, fold_upsampling_into_convs, prune_unused
 
     graph = model.graph
     producer = {o: n for n in graph.node for o in n.output}
@@ -518,13 +522,56 @@ def lean_step(model, cfg: Config):
         np.array([-1, cfg.canvas, cfg.canvas], np.int64), "lean/frame_shape"))
     tail = helper.make_node("Reshape", [chain[2].input[0], "lean/frame_shape"],
                             [chain[0].output[0]], name="lean/next_frame")
-    body = [elements if n is gather else tail if n is chain[0] else n for n in graph.node]
+    swaps = {id(gather): [elements], id(chain[0]): [tail]}
+    if cfg.motion_block > 1:
+        swaps.update(_broadcast_block_offsets(graph, producer, cast.input[0], cfg))
+    body = [m for n in graph.node for m in swaps.get(id(n), [n])]
     del graph.node[:]
     graph.node.extend(body)
     prune_unused(graph)
-    phase_upsampled_convs(model)
+    fold_upsampling_into_convs(model)
     model.producer_name = "trainer.video.lean_step"
     return model
+
+
+def _broadcast_block_offsets(graph, producer: dict, index: str, cfg: Config) -> dict:
+    """Nodes replacing the advection's per-pixel source index ``shift[block(p)] + base[p]``
+    (a Gather of the 576 block offsets onto the 2,304 pixels, then an Add): the block offsets
+    reshaped to [N, C/b, 1, C/b, 1] plus the pixel bases as [1, C/b, b, C/b, b], which
+    broadcasts to the same raster-order indices without the gather (20 us of a 430 us step)."""
+    from onnx import helper, numpy_helper
+
+    from trainer.export import ExportError
+
+    c, b = cfg.canvas, cfg.motion_block
+    weights = {t.name: t for t in graph.initializer}
+    add = producer.get(index)
+    expand = None
+    if add is not None and add.op_type == "Add":
+        expand = next((producer[i] for i in add.input if i in producer), None)
+        base_name = next((i for i in add.input if i in weights), None)
+    if expand is None or expand.op_type != "Gather" or base_name is None \
+            or expand.input[1] not in weights \
+            or [a.i for a in expand.attribute if a.name == "axis"] != [1]:
+        raise ExportError("lean_step: unexpected advection index")
+    yy, xx = np.meshgrid(np.arange(c), np.arange(c), indexing="ij")
+    block = numpy_helper.to_array(weights[expand.input[1]])
+    base = numpy_helper.to_array(weights[base_name])
+    if not (np.array_equal(block.ravel(), (yy // b * (c // b) + xx // b).ravel())
+            and base.size == c * c):
+        raise ExportError("lean_step: the advection index is not the raster block map")
+    graph.initializer.extend([
+        numpy_helper.from_array(np.array([-1, c // b, 1, c // b, 1], np.int64),
+                                "lean/block_offsets_shape"),
+        numpy_helper.from_array(base.reshape(1, c // b, b, c // b, b), "lean/pixel_base"),
+        numpy_helper.from_array(np.array([-1, c * c], np.int64), "lean/index_shape")])
+    return {id(expand): [helper.make_node("Reshape", [expand.input[0],
+                                                      "lean/block_offsets_shape"],
+                                          ["lean/block_offsets"], name="lean/block_offsets")],
+            id(add): [helper.make_node("Add", ["lean/block_offsets", "lean/pixel_base"],
+                                       ["lean/pixel_index"], name="lean/pixel_index"),
+                      helper.make_node("Reshape", ["lean/pixel_index", "lean/index_shape"],
+                                       [index], name="lean/pixel_index_flat")]}
 
 
 def export(cfg: Config, work_dir: Path, out_dir: Path) -> None:
