@@ -22,8 +22,8 @@ and Finn et al. 2016):
        rollout.
 Width 16, offsets per 2x2 block and matching costs on every 2nd pixel per axis: about a
 quarter of the first version's convolution work (width 32, offsets and costs per pixel),
-0.33 MB against 1.17 MB, 0.43 against 1.5 ms per step in onnxruntime on one thread (0.45
-before ``lean_step``).
+0.38 MB against 1.17 MB, 0.40 against 1.5 ms per step in onnxruntime on one thread (0.45
+before ``lean_step``, whose folded decoder kernels make the file 0.05 MB larger).
 Training uses the straight-through estimator (forward: the hard copy the runtime makes;
 backward: the softmax mixture's gradient). Loss = motion_weight * cross-entropy of the logits
 against the simulator's offsets (every pixel of a digit's box) + rec_weight * L1 + adv_weight *
