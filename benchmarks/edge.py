@@ -226,7 +226,9 @@ def sizes(kind: str) -> tuple[int, int | None]:
     import runtime
 
     files = runtime.info(kind)["files"]
-    models = {r: f for r, f in files.items() if f["file"].endswith(".onnx")}
+    # what a device needs: "optional" files (image's whole discriminator) are never read
+    models = {r: f for r, f in files.items()
+              if f["file"].endswith(".onnx") and not f.get("optional")}
     fp32 = sum(f["bytes"] for r, f in models.items() if not r.endswith("_int8"))
     if not any(r.endswith("_int8") for r in models):
         return fp32, None

@@ -35,8 +35,10 @@ Options
              candidate: about 10 ms per image at q = 1 against 0.25 ms at q = 0 (one
              onnxruntime thread). At most 8,192 candidates (25 MB of float32) are held at
              once, whatever n and K.
-             (The GAN discriminator's realness logit is not shipped: selecting on it
-             measurably reduced diversity, see metrics generator_quality_1_realness_argmax.)
+             (The GAN discriminator's realness logit is not used: selecting on it
+             measurably reduced diversity, see metrics generator_quality_1_realness_argmax.
+             The whole discriminator ships as an optional file for apps; it is never read
+             here.)
 ``precision``  "fp32" (default) or "int8" (statically quantized generator and
              classifier, QDQ with calibrated activations; the density-ratio scores stay
              float64 numpy).

@@ -236,6 +236,17 @@ def test_shipped_metrics_meet_targets(models):
     assert g0["frechet_distance"] < m["untrained_generator"]["frechet_distance"] / 5
 
 
+def test_quality_reads_the_classifier_not_the_optional_discriminator(models):
+    """quality > 0 loads the generator and the class-head classifier only; the whole
+    discriminator ships for apps ("optional") and is never read by the runtime."""
+    files = runtime.info("image", models)["files"]
+    assert files.get("discriminator", {}).get("optional", True)
+    registry.clear_cache()
+    runtime.generate("image", n=3, quality=1.0, seed=2, models_dir=models)
+    assert {key[1] for key in registry._sessions} == {files["generator"]["file"],
+                                                      files["classifier"]["file"]}
+
+
 def test_int8_variant_if_shipped(models):
     files = runtime.info("image", models)["files"]
     if "generator_int8" not in files:
@@ -257,7 +268,8 @@ def test_quick_profile_trains_exports_and_generates(tmp_path):
     assert (work / "learning_curve.png").exists()
     timage.export(cfg, work, out)
     entry = read_manifest(out)["models"]["image"]
-    assert set(entry["files"]) == {"generator", "classifier", "rejection"}   # no int8: quick
+    assert set(entry["files"]) == {"generator", "classifier", "discriminator", "rejection"}
+    assert entry["files"]["discriminator"]["optional"]      # shipped for apps, unread here
     assert "disabled_optimizers" not in entry["files"]["generator"]     # NCHWc helps this head
     # the generator ships as lean_generator's graph (checked against TensorFlow at export);
     # tf2onnx's own graph, its source, is not left behind
