@@ -150,7 +150,7 @@ def test_subpixel_rewrite_is_exact():
 def _toy_decoder(onnx, odd: bool = False):
     """z -> (N, 3, 5, 5) -> Conv 1x1 (low, 6 channels) -> Resize 2x nearest -> Concat with a
     skip (N, 2, 10, 10) -> Conv 3x3 -> LeakyRelu: a U-Net decoder layer. ``odd``: the same,
-    with a Resize whose coordinate mode the phase rewrite must not touch."""
+    with a Resize whose coordinate mode the fold must not touch."""
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(3)

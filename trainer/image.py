@@ -432,17 +432,16 @@ def export(cfg: Config, work_dir: Path, out_dir: Path) -> None:
     def gen(z, label):
         return tf.identity(m.g_ema([z, label], training=False)[..., 0], name="images")
 
+    def class_logprob(images, label):
+        logp = tf.nn.log_softmax(m.aux(images[..., None], training=False), -1)
+        return tf.gather(logp, tf.cast(label, tf.int32), axis=1, batch_dims=1)
+
     def disc(images, label):
-        x = images[..., None]
-        realness = m.d_cal([x, label], training=False)[:, 0]
-        logp = tf.nn.log_softmax(m.aux(x, training=False), -1)
-        class_logprob = tf.gather(logp, tf.cast(label, tf.int32), axis=1, batch_dims=1)
-        return realness, class_logprob
+        return m.d_cal([images[..., None], label], training=False)[:, 0], \
+            class_logprob(images, label)
 
     def classify(images, label):
-        logp = tf.nn.log_softmax(m.aux(images[..., None], training=False), -1)
-        return tf.identity(tf.gather(logp, tf.cast(label, tf.int32), axis=1, batch_dims=1),
-                           name="class_logprob")
+        return tf.identity(class_logprob(images, label), name="class_logprob")
 
     z_samples = [[rng.standard_normal((b, cfg.z_dim)).astype(np.float32),
                   rng.integers(0, N_CLASSES, b).astype(np.int64)] for b in (1, 7, 10)]
@@ -522,7 +521,7 @@ def lean_generator(model):
     Raises ExportError if ``model`` is not this module's generator graph."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from trainer.export import ExportError, _is_upsampling_conv_transpose
+    from trainer.export import ExportError, _attr, _is_upsampling_conv_transpose
 
     graph = model.graph
     weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
@@ -546,7 +545,7 @@ def lean_generator(model):
     z_dim, g = dense_w.shape[0] - N_CLASSES, convt_w.shape[0]
     if len(alpha) != 1 or dense_w.shape[1] != 7 * 7 * g \
             or conv_w.shape != (4, convt_w.shape[1], 3, 3) \
-            or _depth_to_space_mode(by_op["DepthToSpace"][0]) != "DCR" \
+            or _attr(by_op["DepthToSpace"][0], "mode", b"DCR") != b"DCR" \
             or not _is_upsampling_conv_transpose(convt, weights):
         raise ExportError("lean_generator: unexpected generator layers or weights")
     slope = alpha.pop()
@@ -595,13 +594,6 @@ def lean_generator(model):
                             producer_name="trainer.image.lean_generator")
     out.ir_version = model.ir_version
     return out
-
-
-def _depth_to_space_mode(node) -> str:
-    from onnx import helper
-
-    mode = {a.name: helper.get_attribute_value(a) for a in node.attribute}.get("mode", b"DCR")
-    return mode.decode() if isinstance(mode, bytes) else mode
 
 
 def fit_log_ratio(x_real: np.ndarray, y_real: np.ndarray, x_fake: np.ndarray,

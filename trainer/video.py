@@ -484,14 +484,14 @@ def lean_step(model, cfg: Config):
     * the advection tail, bit for bit: GatherND with batch_dims=1 on [N, pixels] becomes
       GatherElements on axis 1 (no index Cast + Unsqueeze), and the Reshape + Slice + Squeeze
       at the end one Reshape (432 against 452 us per step);
-    * the per-pixel source index: the block offsets broadcast onto the pixels instead of
-      gathered, bit for bit (:func:`_broadcast_block_offsets`);
     * the U-Net decoder's three upsample + concat + 3x3 convolutions: the upsampling and the
       upsampled half's convolution become one ConvTranspose of the low-resolution input
       (:func:`trainer.export.fold_upsampling_into_convs`; the same up to float rounding):
-      410 against 443 us. (The same sums as a 2x2 Conv + DepthToSpace + crop: 434 us.)
-    Measured on the shipped step model (one onnxruntime thread, batch 1, 7 alternating
-    rounds).
+      401 against 432 us. (The same sums as a 2x2 Conv + DepthToSpace + crop: 421 us.)
+    * the per-pixel source index: the block offsets broadcast onto the pixels instead of
+      gathered, bit for bit (:func:`_broadcast_block_offsets`): 396 against 401 us.
+    Measured on the step model (one onnxruntime thread, batch 1, 9 alternating rounds; the
+    first item in an earlier run).
     Also tried and not kept, both exact: the cost volume's 2k strided Slices + Concats as one
     strided Conv with fixed {-1, 0, +1} taps (477 us), or as one Gather of the k*k shifted
     copies (630 us). Raises ExportError if ``model`` is not this module's step graph."""
@@ -601,7 +601,7 @@ def export(cfg: Config, work_dir: Path, out_dir: Path) -> None:
            tf.TensorSpec([None, c, c, 1], tf.float32, name="noise")]
     tf2onnx_entry = export_tf_function(step, sig, kind=KIND, role="step", out_dir=out_dir,
                                        sample_inputs=samples)
-    # shipped: the same function with a cheaper advection tail (432 vs 452 us per step),
+    # shipped: the same function in cheaper nodes (lean_step, 396 us per step here),
     # checked against TensorFlow again
     g_entry = export_rewritten(tf2onnx_entry, lambda model: lean_step(model, cfg), step, sig,
                                kind=KIND, role="step", out_dir=out_dir, samples=samples)
@@ -611,8 +611,9 @@ def export(cfg: Config, work_dir: Path, out_dir: Path) -> None:
                          kind=KIND, role="physics", out_dir=out_dir)
     notes = ("step: context float32 [N, 48, 48, 2] (frames t-1, t in [-1, 1]) + noise float32 "
              "[N, 48, 48, 1] ~ N(0, 1) -> next_frame [N, 48, 48], every pixel copied from frame t "
-             "at its arg-max offset (tf2onnx's graph with the advection tail rebuilt by "
-             "trainer.video.lean_step). First frames: the image generator's digits placed on the "
+             "at its arg-max offset (tf2onnx's graph rebuilt in cheaper nodes by "
+             "trainer.video.lean_step: advection tail, decoder upsampling folded into "
+             "ConvTranspose). First frames: the image generator's digits placed on the "
              "canvas (runtime/video.py). physics: canvas, ink threshold of the bouncing box "
              "and speed range of the training clips.")
     write_entry(out_dir, KIND, {"step": g_entry, "physics": physics}, common.config_dict(cfg),
