@@ -1,25 +1,27 @@
 """Generate content on device from the shipped ONNX models (numpy + onnxruntime only).
 
-    from runtime import generate
-    generate("text", prompt="The ", max_tokens=80, seed=1)
-    generate("level", size=16, difficulty=0.7, seed=3)
+    from runtime import generate, load
+    generate("text", prompt="The ", max_tokens=80, seed=1)     # one line, typed result
+    with load("image", precision="int8") as model:             # a model object you own
+        images = model.generate(n=4, seed=3)
 
 ``available()`` lists the kinds whose models are present, ``info(kind)`` returns a kind's
-manifest entry and ``configure(threads=, low_memory=)`` sets onnxruntime session options.
-This package never imports TensorFlow, tf2onnx, onnx, trainer or fastcore.
+manifest entry, ``configure(threads=, low_memory=)`` sets onnxruntime session options and
+``release()`` frees the models that ``generate`` keeps loaded. This package never imports
+TensorFlow, tf2onnx, onnx, trainer or fastcore.
 """
 from __future__ import annotations
 
 import importlib
+import threading
 
-import numpy as _np
-
-from runtime import options as _options
 from runtime import registry as _registry
 from runtime.errors import ModelError
+from runtime.model import PRECISIONS, Model, Option, Options
 from runtime.registry import configure
 
-__all__ = ["generate", "available", "info", "configure", "ModelError", "KINDS"]
+__all__ = ["generate", "load", "available", "info", "configure", "release", "model_class",
+           "Model", "Option", "Options", "ModelError", "KINDS", "PRECISIONS"]
 
 # kind -> module implementing it (imported on first use, so unused kinds cost nothing)
 KINDS = {
@@ -31,7 +33,6 @@ KINDS = {
     "dialogue": "runtime.dialogue",
     "recommend": "runtime.recommend",
 }
-PRECISIONS = ("fp32", "int8")
 
 
 def available(models_dir=None) -> list[str]:
@@ -60,34 +61,50 @@ def _check_kind(kind, models_dir) -> None:
                          f"(all kinds: {', '.join(KINDS)})")
 
 
-_modules: dict = {}
+def model_class(kind: str) -> type[Model]:
+    """The ``Model`` subclass of ``kind`` (its module is imported on first use)."""
+    _check_kind(kind, None)
+    module = importlib.import_module(KINDS[kind])
+    if not hasattr(module, "MODEL"):                  # transitional: a kind not yet ported
+        from runtime.model import legacy_model
+        module.MODEL = legacy_model(kind, module)
+    return module.MODEL
 
 
-def kind_module(kind: str):
-    module = _modules.get(kind)
-    if module is None:
-        module = _modules[kind] = importlib.import_module(KINDS[kind])
-    return module
+def load(kind: str, *, precision: str = "fp32", models_dir=None, session_factory=None) -> Model:
+    """A model object for ``kind``: ``.generate(seed=, **options)``, ``.info``, ``.close()``.
+
+    The manifest entry is checked now (``ModelError`` if the kind has no model); sessions are
+    built on first use and kept until ``close()``."""
+    _check_kind(kind, models_dir)
+    return model_class(kind)(models_dir, precision, session_factory)
+
+
+_loaded: dict[tuple, Model] = {}
+_loaded_lock = threading.Lock()
 
 
 def generate(kind: str, *, seed: int | None = None, models_dir=None, precision: str = "fp32",
              **options):
-    """Generate one sample of ``kind``; see the README for each kind's options.
+    """Generate one sample of ``kind`` with a process-wide model (see ``load``).
 
     Same arguments and ``seed`` give the same result; ``seed=None`` draws fresh randomness.
     Bad options raise ``ValueError``; missing or damaged models raise ``ModelError``.
     """
-    _check_kind(kind, models_dir)
-    seed = _options.check_seed(seed)
-    if not (isinstance(precision, str) and precision in PRECISIONS):   # message only on failure
-        _options.check_choice("precision", precision, PRECISIONS)
-    root = _registry.resolve(models_dir)
-    module = kind_module(kind)
-    defaults = module.OPTIONS
-    if not options.keys() <= defaults.keys():
-        unknown = sorted(set(options) - set(defaults))
-        raise ValueError(f"unknown option(s) {', '.join(map(repr, unknown))} for kind {kind!r}; "
-                         f"accepted: {', '.join(defaults) or 'none'}, seed, precision, "
-                         f"models_dir")
-    return module.generate(rng=_np.random.default_rng(seed), models_dir=root,
-                           precision=precision, **{**defaults, **options})
+    key = (kind, models_dir if models_dir is None else str(models_dir), precision)
+    model = _loaded.get(key)
+    if model is None:
+        with _loaded_lock:
+            model = _loaded.get(key)
+            if model is None:
+                model = _loaded[key] = load(kind, precision=precision, models_dir=models_dir)
+    return model.generate(seed=seed, **options)
+
+
+def release(kind: str | None = None) -> None:
+    """Close the models ``generate`` keeps loaded (all kinds, or one)."""
+    with _loaded_lock:
+        for key in [k for k in _loaded if kind is None or k[0] == kind]:
+            _loaded.pop(key).close()
+    if kind is None:
+        _registry.clear_cache()

@@ -1,7 +1,7 @@
-"""``generate("image", n=16, quality=0.0, digit=None, seed=...)``: handwritten digits from the
-class-conditional GAN.
+"""Handwritten digits from the class-conditional GAN: ``generate("image", n=16, seed=1)``.
 
-Returns ``numpy.uint8`` of shape ``(n, 28, 28)``: 0 is the background, 255 full ink.
+The result is an ``Images`` array, ``numpy.uint8`` of shape ``(n, 28, 28)`` (0 background, 255
+full ink), whose ``.labels`` are the digits the images were drawn as.
 
 Options
 -------
@@ -28,17 +28,9 @@ Options
              digits approach the real digits' distribution (to the extent that s is the true
              ratio): they become *more varied* where the generator is too narrow, instead of
              collapsing onto its favourite shapes as a keep-the-top-score rule does.
-             Measured (``python -m trainer eval image``, 5 draws of 1,000): q = 1 lowers the
-             Frechet distance to held-out digits from 5.71 to 5.24 and raises the evaluation
-             classifier's confidence from 0.983 to 0.994 (manifest metrics, with spreads).
-             Cost: K x the generator and the classifier plus a 784 x 12 projection per
-             candidate: about 4 ms per image at q = 1 against 0.18 ms at q = 0 (one
-             onnxruntime thread). At most 8,192 candidates (25 MB of float32) are held at
-             once, whatever n and K.
-             (The GAN discriminator's realness logit is not used: selecting on it
-             measurably reduced diversity, see metrics generator_quality_1_realness_argmax.
-             The whole discriminator ships as an optional file for apps; it is never read
-             here.)
+             Measured effect and cost: see docs/kinds/image.md. At most 8,192
+             candidates (25 MB of float32) are held at once, whatever n and K.
+             The GAN discriminator's realness logit is not used (it reduced diversity).
 ``precision``  "fp32" (default) or "int8" (statically quantized generator and
              classifier, QDQ with calibrated activations; the density-ratio scores stay
              float64 numpy).
@@ -52,12 +44,11 @@ import math
 
 import numpy as np
 
-from runtime import options as _opt
-from runtime import registry
+from runtime import media
 from runtime.errors import ModelError
+from runtime.model import Model, Option, Options
 
 KIND = "image"
-OPTIONS = {"n": 16, "quality": 0.0, "digit": None}
 MAX_N = 1024
 N_CLASSES = 10
 CHUNK = 256             # images per onnxruntime call
@@ -68,11 +59,42 @@ def candidates_per_image(quality: float, max_extra: int) -> int:
     return 1 + int(math.floor(max_extra * quality + 0.5))
 
 
+OPTIONS = Options(
+    Option("n", 16, "int", "number of images", lo=1, hi=MAX_N),
+    Option("quality", 0.0, "float", "rejection sampling effort: 0 plain sampling, 1 resamples "
+           "each image from 32 candidates (about 20x the cost)", lo=0.0, hi=1.0),
+    Option("digit", None, "int", "the digit every image shows; None draws each image's digit "
+           "uniformly", lo=0, hi=N_CLASSES - 1, optional=True),
+)
+
+
+class Images(np.ndarray):
+    """uint8 images ``(n, H, W)`` with ``.labels`` (int64 ``(n,)``, the digit of each image);
+    a slice or a computed array is a plain view whose ``labels`` is None."""
+    suffix = ".png"
+
+    def __new__(cls, pixels: np.ndarray, labels: np.ndarray):
+        obj = np.asarray(pixels, np.uint8).view(cls)
+        obj.labels = np.asarray(labels, np.int64)
+        return obj
+
+    def __array_finalize__(self, obj) -> None:
+        self.labels = None
+
+    def save(self, path) -> str:
+        """A PNG grid of the images; returns a summary with a text preview."""
+        pixels = np.asarray(self)
+        media.write_png(path, pixels)
+        return (f"{self.shape[0]} images of {self.shape[1]}x{self.shape[2]} (digits "
+                f"{' '.join(map(str, self.labels[:16]))}); the first ones:\n"
+                f"{media.ascii_strip(pixels)}")
+
+
 def _run_chunked(sess, x: np.ndarray, labels: np.ndarray, output: int = 0) -> np.ndarray:
     a, b = (i.name for i in sess.get_inputs())
     if len(x) <= CHUNK:                 # the common case: one call, no copy
-        return registry.run(sess, {a: x, b: labels})[output]
-    outs = [registry.run(sess, {a: x[i:i + CHUNK], b: labels[i:i + CHUNK]})[output]
+        return Model.run(sess, {a: x, b: labels})[output]
+    outs = [Model.run(sess, {a: x[i:i + CHUNK], b: labels[i:i + CHUNK]})[output]
             for i in range(0, len(x), CHUNK)]
     return np.concatenate(outs)
 
@@ -109,17 +131,6 @@ class _Rule:
                 + np.einsum("ni,ni->n", z, self.lin[labels]) + self.const[labels])
 
 
-_rules: dict = {}
-
-
-def _rule(models_dir) -> _Rule:
-    raw = registry.load_json(KIND, "rejection", models_dir)
-    hit = _rules.get(id(raw))
-    if hit is None or hit[0] is not raw:
-        hit = _rules[id(raw)] = (raw, _Rule(raw, str(registry.resolve(models_dir))))
-    return hit[1]
-
-
 def select(class_logp: np.ndarray, log_ratio: np.ndarray, u: np.ndarray,
            log_class_prob: float) -> np.ndarray:
     """The rule on (images, K) scores: index of the kept candidate per image. Among the
@@ -135,48 +146,54 @@ def select(class_logp: np.ndarray, log_ratio: np.ndarray, u: np.ndarray,
     return np.where(any_ok, pick, class_logp.argmax(1))
 
 
-def sample_float(rng: np.random.Generator, models_dir, n: int, quality: float = 0.0,
-                 precision: str = "fp32", digit: int | None = None) -> np.ndarray:
-    """``n`` generated digits as float32 (n, 28, 28) in [-1, 1] (arguments already validated).
-    Shared with runtime.video, which places them on its canvas.
-
-    Random stream: labels (if ``digit`` is None), then z for all n x K candidates (image i owns
-    rows i K .. i K + K - 1), then (K > 1) one uniform per image for the resampling."""
-    gen = registry.session(KIND, "generator", models_dir, precision)
-    zd = int(gen.get_inputs()[0].shape[1])
-    if digit is None:
-        labels = rng.integers(0, N_CLASSES, size=n).astype(np.int64, copy=False)
-    else:
-        labels = np.full(n, digit, np.int64)
-    rule = _rule(models_dir) if quality > 0 else None
-    k = candidates_per_image(quality, rule.max_extra) if rule else 1
-    z = rng.standard_normal((n * k, zd), dtype=np.float32)
-    if k == 1:
-        return _run_chunked(gen, z, labels)
-    u = rng.random(n)
-    clf = registry.session(KIND, "classifier", models_dir, precision)
-    out = np.empty((n, 28, 28), np.float32)
-    per = max(1, BLOCK // k)                              # images per block
-    for s in range(0, n, per):
-        e = min(n, s + per)
-        cand_labels = np.repeat(labels[s:e], k)
-        cand = _run_chunked(gen, z[s * k:e * k], cand_labels)
-        logp = _run_chunked(clf, cand, cand_labels).reshape(e - s, k)
-        ratio = rule.log_ratio(cand, cand_labels).reshape(e - s, k)
-        pick = select(logp, ratio, u[s:e], rule.log_class_prob)
-        out[s:e] = cand.reshape(e - s, k, 28, 28)[np.arange(e - s), pick]
-    return out
-
-
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """[-1, 1] floats -> uint8 0..255."""
     return np.rint((np.asarray(images, np.float32) + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
 
 
-def generate(*, rng: np.random.Generator, models_dir, precision: str = "fp32", n=16,
-             quality=0.0, digit=None) -> np.ndarray:
-    n = _opt.check_int("n", n, 1, MAX_N)
-    quality = _opt.check_float("quality", quality, 0.0, 1.0)
-    if digit is not None:
-        digit = _opt.check_int("digit", digit, 0, N_CLASSES - 1)
-    return to_uint8(sample_float(rng, models_dir, n, quality, precision, digit))
+class ImageModel(Model):
+    kind = KIND
+    options = OPTIONS
+
+    def rule(self) -> _Rule:
+        """The rejection side file as arrays."""
+        return self.cached("rule", lambda: _Rule(self.json("rejection"), str(self.models_dir)))
+
+    def sample_float(self, rng: np.random.Generator, n: int, quality: float = 0.0,
+                     digit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` digits float32 (n, 28, 28) in [-1, 1] and their labels (arguments already
+        validated). Shared with the video kind, which places them on its canvas.
+
+        Random stream: labels (if ``digit`` is None), then z for all n x K candidates (image
+        i owns rows i K .. i K + K - 1), then (K > 1) one uniform per image to resample."""
+        gen = self.session("generator")
+        zd = int(gen.get_inputs()[0].shape[1])
+        if digit is None:
+            labels = rng.integers(0, N_CLASSES, size=n).astype(np.int64, copy=False)
+        else:
+            labels = np.full(n, digit, np.int64)
+        rule = self.rule() if quality > 0 else None
+        k = candidates_per_image(quality, rule.max_extra) if rule else 1
+        z = rng.standard_normal((n * k, zd), dtype=np.float32)
+        if k == 1:
+            return _run_chunked(gen, z, labels), labels
+        u = rng.random(n)
+        clf = self.session("classifier")
+        out = np.empty((n, 28, 28), np.float32)
+        per = max(1, BLOCK // k)                              # images per block
+        for s in range(0, n, per):
+            e = min(n, s + per)
+            cand_labels = np.repeat(labels[s:e], k)
+            cand = _run_chunked(gen, z[s * k:e * k], cand_labels)
+            logp = _run_chunked(clf, cand, cand_labels).reshape(e - s, k)
+            ratio = rule.log_ratio(cand, cand_labels).reshape(e - s, k)
+            pick = select(logp, ratio, u[s:e], rule.log_class_prob)
+            out[s:e] = cand.reshape(e - s, k, 28, 28)[np.arange(e - s), pick]
+        return out, labels
+
+    def _generate(self, rng, *, n, quality, digit) -> Images:
+        images, labels = self.sample_float(rng, n, quality, digit)
+        return Images(to_uint8(images), labels)
+
+
+MODEL = ImageModel

@@ -1,9 +1,9 @@
-"""Model registry: finds ``manifest.json``, verifies files and caches sessions per process.
+"""Model registry: finds ``manifest.json``, verifies files and builds sessions.
 
-Every file is read once, its sha256 compared with the manifest *before* onnxruntime sees it,
-and the verified bytes are what the session is built from (no check-then-reload race).
-Sessions and JSON side files are cached per (models dir, file) behind a lock, so threads share
-one session per model; onnxruntime's ``run`` is itself thread-safe.
+Every file is read once per build, its sha256 compared with the manifest *before*
+onnxruntime sees it, and the verified bytes are what the session is built from (no
+check-then-reload race). Caching belongs to the model objects (``runtime.model``); this module
+only caches the parsed manifest (re-read when the file changes).
 """
 from __future__ import annotations
 
@@ -23,24 +23,31 @@ FORMAT_VERSION = 1
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _lock = threading.RLock()
 _manifests: dict[Path, tuple[float, dict]] = {}
-_sessions: dict[tuple, object] = {}
-_json_files: dict[tuple, object] = {}
 _manifest_paths: dict[Path, str] = {}     # root -> str path of its manifest (joined once)
-_session_hits: dict[tuple, tuple] = {}    # (root, kind, role, precision) -> (manifest, settings, sess)
-_settings = {"threads": 1, "low_memory": False}
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
               "tensor(int32)": "int32", "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
 
 
+def _initial_settings() -> dict:
+    """Session settings from the environment, read once at import: RUNTIME_THREADS (an
+    integer >= 1) and RUNTIME_LOW_MEMORY=1. ``configure()`` overrides them."""
+    threads = os.environ.get("RUNTIME_THREADS", "")
+    return {"threads": max(1, int(threads)) if threads.isdigit() else 1,
+            "low_memory": os.environ.get("RUNTIME_LOW_MEMORY") == "1"}
+
+
+_settings = _initial_settings()
+
+
 def configure(*, threads: int | None = None, low_memory: bool | None = None) -> None:
-    """Session settings for sessions created from now on.
+    """Session settings; models rebuild their sessions with them on their next call.
 
     ``threads``: intra-op threads per session (default 1: the models are small, and one thread
     gives the lowest per-call latency and lets an app run several generators side by side).
     ``low_memory``: turn off onnxruntime's memory arena and memory-pattern planning (lowest
-    peak RSS on small devices, slightly slower). Also settable with the environment variables
-    RUNTIME_THREADS and RUNTIME_LOW_MEMORY=1.
+    peak RSS on small devices, slightly slower). The environment variables RUNTIME_THREADS and
+    RUNTIME_LOW_MEMORY=1 give the values at import; ``configure`` wins over them.
     """
     from runtime.options import check_bool, check_int
 
@@ -51,15 +58,9 @@ def configure(*, threads: int | None = None, low_memory: bool | None = None) -> 
             _settings["low_memory"] = check_bool("low_memory", low_memory)
 
 
-def _env_settings() -> tuple[int, bool]:
-    """(threads, low_memory): configure()'s values, overridden by the environment."""
-    threads, low_memory = _settings["threads"], _settings["low_memory"]
-    env_threads = os.environ.get("RUNTIME_THREADS", "")
-    if env_threads.isdigit():
-        threads = max(1, int(env_threads))
-    if os.environ.get("RUNTIME_LOW_MEMORY") == "1":
-        low_memory = True
-    return threads, low_memory
+def settings() -> tuple[int, bool]:
+    """(threads, low_memory) that new sessions are built with."""
+    return _settings["threads"], _settings["low_memory"]
 
 
 def default_models_dir() -> Path:
@@ -181,45 +182,21 @@ def _role_for(kind: str, role: str, precision: str, files: dict) -> str:
     return f"{role}_int8"
 
 
-def session(kind: str, role: str, models_dir=None, precision: str = "fp32"):
-    """A verified, cached ``onnxruntime.InferenceSession`` for ``kind``'s ``role`` model.
-
-    Called on every ``generate``: one manifest check (a stat), then a lock-free cache hit,
-    valid while the manifest object (replaced whenever the file changes) and the session
-    settings are the ones it was found under; the lock is only taken to build a session."""
+def load_session(kind: str, role: str, models_dir=None, precision: str = "fp32"):
+    """A new onnxruntime session for ``kind``'s ``role`` file (its int8 variant at int8),
+    built from bytes verified against the manifest, inputs and outputs checked."""
     root = resolve(models_dir)
-    data = manifest(root)
-    settings = _env_settings()
-    hit = _session_hits.get((root, kind, role, precision))
-    if hit is not None and hit[0] is data and hit[1] == settings:
-        return hit[2]
-    sess = _find_session(kind, role, root, precision, settings)
-    _session_hits[root, kind, role, precision] = (data, settings, sess)
-    return sess
-
-
-def _find_session(kind: str, role: str, root: Path, precision: str, settings: tuple):
     files = entry(kind, root).get("files", {})
     role = _role_for(kind, role, precision, files)
-    fe = _pick(kind, role, files)
-    hints = fe.get("disabled_optimizers")          # part of the key: the session is built with them
-    key = (root, fe["file"], fe["sha256"], *settings, hints and repr(hints))
-    sess = _sessions.get(key)
-    if sess is None:
-        with _lock:
-            sess = _sessions.get(key)
-            if sess is None:
-                sess = _load_session(kind, role, root, fe, settings)
-                _sessions[key] = sess
-    return sess
+    return _load_session(kind, role, root, _pick(kind, role, files), settings())
 
 
-def _load_session(kind: str, role: str, root: Path, fe: dict, settings: dict):
+def _load_session(kind: str, role: str, root: Path, fe: dict, session_settings: tuple):
     import onnxruntime as ort
 
     data = read_verified(kind, role, root)
     opts = ort.SessionOptions()
-    threads, low_memory = settings
+    threads, low_memory = session_settings
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -227,14 +204,8 @@ def _load_session(kind: str, role: str, root: Path, fe: dict, settings: dict):
     if low_memory:
         opts.enable_cpu_mem_arena = False
         opts.enable_mem_pattern = False
-    # graph optimizers the export measured to slow this model down (manifest, per file)
-    disabled = fe.get("disabled_optimizers", [])
-    if not (isinstance(disabled, list) and all(isinstance(d, str) for d in disabled)):
-        raise ModelError(f"{root / MANIFEST}: {kind}/{role} disabled_optimizers must be a list of "
-                         f"optimizer names, got {disabled!r}: re-export {kind}")
     try:
-        sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"],
-                                    **({"disabled_optimizers": disabled} if disabled else {}))
+        sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises several private exception types
         raise ModelError(f"{root / fe['file']} cannot be loaded by onnxruntime "
                          f"{ort.__version__}: {str(exc).splitlines()[0][:300]}; re-export "
@@ -254,49 +225,48 @@ def _check_io(actual, expected, what: str, path: Path, kind: str) -> None:
                          f"and manifest do not belong together; re-export {kind}")
 
 
-def load_json(kind: str, role: str, models_dir=None):
-    """A verified, cached JSON side file (vocabulary, catalogue, templates)."""
+def read_json(kind: str, role: str, models_dir=None):
+    """A verified, parsed JSON side file (vocabulary, catalogue, templates)."""
     root = resolve(models_dir)
-    fe = file_entry(kind, role, root)
-    key = (root, fe["file"], fe["sha256"])
-    hit = _json_files.get(key)
-    if hit is not None:
-        return hit
-    with _lock:
-        if key not in _json_files:
-            data = read_verified(kind, role, root)
-            try:
-                _json_files[key] = json.loads(data.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ModelError(f"{root / fe['file']} is not valid JSON ({exc}); re-export "
-                                 f"{kind}") from None
-        return _json_files[key]
-
-
-def run(sess, feeds: dict) -> list[np.ndarray]:
-    """``sess.run`` with onnxruntime failures turned into ModelError (never a raw traceback).
-
-    Calls the C-level session where there is one: the Python wrapper re-checks feed names and
-    OrtValue ownership on every call (~10 us, a tenth of a small model's reply) although the
-    feeds are built by this package from the verified inputs; the C level still rejects a
-    wrong shape or dtype, and a missing input fails the run (a ModelError either way)."""
-    native = getattr(sess, "_sess", None)
+    data = read_verified(kind, role, root)
     try:
-        if native is not None:
-            return native.run([o.name for o in sess._outputs_meta], feeds, None)
-        return sess.run(None, feeds)
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelError(f"{root / file_entry(kind, role, root)['file']} is not valid JSON "
+                         f"({exc}); re-export {kind}") from None
+
+
+def run(sess, feeds: dict, outputs: list[str] | None = None) -> list[np.ndarray]:
+    """``sess.run`` with onnxruntime failures turned into ModelError (never a raw traceback)."""
+    try:
+        return sess.run(outputs, feeds)
     except Exception as exc:
         raise ModelError(f"onnxruntime failed to run a model: {str(exc).splitlines()[0][:300]}") \
             from None
 
 
 def clear_cache() -> None:
+    """Forget the parsed manifests (models drop their sessions when the manifest changes)."""
     with _lock:
         _manifests.clear()
-        _session_hits.clear()
-        _sessions.clear()
-        _json_files.clear()
+        _legacy.clear()
 
 
-def session_count() -> int:
-    return len(_sessions)
+# --- transitional: the kinds not yet ported to runtime.model call these; removed once all are.
+_legacy: dict = {}
+
+
+def session(kind: str, role: str, models_dir=None, precision: str = "fp32"):
+    root = resolve(models_dir)
+    key = ("s", root, kind, role, precision, id(manifest(root)), settings())
+    if key not in _legacy:
+        _legacy[key] = load_session(kind, role, root, precision)
+    return _legacy[key]
+
+
+def load_json(kind: str, role: str, models_dir=None):
+    root = resolve(models_dir)
+    key = ("j", root, kind, role, id(manifest(root)))
+    if key not in _legacy:
+        _legacy[key] = read_json(kind, role, root)
+    return _legacy[key]

@@ -1,6 +1,7 @@
-"""``generate("video", frames=16, digits=1, seed=...)``: moving handwritten digits.
+"""Moving handwritten digits: ``generate("video", frames=16, digits=1, seed=1)``.
 
-Returns ``numpy.uint8`` of shape ``(frames, 48, 48)``: 0 background, 255 full ink.
+The result is a ``Video`` array, ``numpy.uint8`` of shape ``(frames, 48, 48)`` (0 background,
+255 full ink), whose ``.digits`` are the classes of the digits it opens with.
 
 How a clip is made
 ------------------
@@ -39,14 +40,42 @@ from __future__ import annotations
 import numpy as np
 
 from runtime import image as _image
-from runtime import options as _opt
-from runtime import registry
+from runtime import media
 from runtime.errors import ModelError
+from runtime.model import Model, Option, Options
 
 KIND = "video"
-OPTIONS = {"frames": 16, "digits": 1, "quality": 0.1}
 MAX_FRAMES = 256
 NOISE_BLOCK = 16        # steps whose noise is drawn at once
+OPTIONS = Options(
+    Option("frames", 16, "int", "number of frames", lo=1, hi=MAX_FRAMES),
+    Option("digits", 1, "int", "moving digits in the clip", lo=1, hi=2),
+    Option("quality", 0.1, "float", "effort spent on legible opening digits: up to "
+           "1 + round(31 q) draws each until the class head accepts one", lo=0.0, hi=1.0),
+)
+
+
+class Video(np.ndarray):
+    """uint8 frames ``(frames, H, W)`` with ``.digits`` (int64, the opening digits' classes);
+    a slice or a computed array is a plain view whose ``digits`` is None."""
+    suffix = ".gif"
+
+    def __new__(cls, frames: np.ndarray, digits: np.ndarray):
+        obj = np.asarray(frames, np.uint8).view(cls)
+        obj.digits = np.asarray(digits, np.int64)
+        return obj
+
+    def __array_finalize__(self, obj) -> None:
+        self.digits = None
+
+    def save(self, path) -> str:
+        """An animated GIF; returns a summary with a strip of frames as text."""
+        frames = np.asarray(self)
+        media.write_gif(path, frames)
+        every = max(1, len(frames) // 6)
+        return (f"{frames.shape[0]} frames of {frames.shape[1]}x{frames.shape[2]} (digits "
+                f"{' '.join(map(str, self.digits))}); one frame in {every}:\n"
+                f"{media.ascii_strip(frames[::every], step=3)}")
 
 
 def to_uint8(frames: np.ndarray) -> np.ndarray:
@@ -116,71 +145,77 @@ def first_frames(rng: np.random.Generator, tiles: np.ndarray, physics: dict) -> 
     return big[:, tile:tile + c, tile:tile + c] * 2.0 - 1.0
 
 
-def opening_digits(rng: np.random.Generator, models_dir, n: int, quality: float) -> np.ndarray:
-    """``n`` digits float32 (n, 28, 28) in [-1, 1] of random classes for the opening frames.
-    Random stream: the n labels, then one latent per draw, digit after digit."""
-    if quality == 0:
-        return _image.sample_float(rng, models_dir, n)          # the same stream, plain draws
-    gen = registry.session(_image.KIND, "generator", models_dir)
-    zd = int(gen.get_inputs()[0].shape[1])
-    labels = rng.integers(0, _image.N_CLASSES, size=n).astype(np.int64)
-    rule = _image._rule(models_dir)
-    clf = registry.session(_image.KIND, "classifier", models_dir)
-    tiles = np.empty((n, 28, 28), np.float32)
-    for i, label in enumerate(labels[:, None]):
-        best = -np.inf
-        for _ in range(_image.candidates_per_image(quality, rule.max_extra)):
-            digit = _image._run_chunked(gen, rng.standard_normal((1, zd), dtype=np.float32),
-                                        label)
-            logp = float(_image._run_chunked(clf, digit, label)[0])
-            if logp > best:
-                best, tiles[i] = logp, digit[0]
-            if logp >= rule.log_class_prob:
-                break
-    return tiles
-
-
 PHYSICS_KEYS = ("canvas", "tile", "ink_threshold", "speed_min", "speed_max")
 
 
-def _physics(models_dir) -> dict:
-    physics = registry.load_json(KIND, "physics", models_dir)
-    missing = [k for k in PHYSICS_KEYS if k not in physics]
-    if missing:
-        raise ModelError(f"{registry.resolve(models_dir)}: the video physics side file lacks "
-                         f"{', '.join(missing)} (made for an older runtime): re-export video")
-    return physics
+class VideoModel(Model):
+    kind = KIND
+    options = OPTIONS
+
+    def images(self) -> _image.ImageModel:
+        """The image kind's model (generator and classifier) that draws the opening digits."""
+        return self.cached("images", lambda: _image.ImageModel(self.models_dir, "fp32",
+                                                                self._factory))
+
+    def physics(self) -> dict:
+        physics = self.json("physics")
+        missing = [k for k in PHYSICS_KEYS if k not in physics]
+        if missing:
+            raise ModelError(f"{self.models_dir}: the video physics side file lacks "
+                             f"{', '.join(missing)} (made for an older runtime): re-export video")
+        return physics
+
+    def opening_digits(self, rng: np.random.Generator, n: int,
+                       quality: float) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` digits float32 (n, 28, 28) in [-1, 1] of random classes, and the classes.
+        Random stream: the n labels, then one latent per draw, digit after digit."""
+        images = self.images()
+        if quality == 0:
+            return images.sample_float(rng, n)          # the same stream, plain draws
+        gen = images.session("generator")
+        zd = int(gen.get_inputs()[0].shape[1])
+        labels = rng.integers(0, _image.N_CLASSES, size=n).astype(np.int64)
+        rule = images.rule()
+        clf = images.session("classifier")
+        tiles = np.empty((n, 28, 28), np.float32)
+        for i, label in enumerate(labels[:, None]):
+            best = -np.inf
+            for _ in range(_image.candidates_per_image(quality, rule.max_extra)):
+                digit = _image._run_chunked(gen, rng.standard_normal((1, zd), dtype=np.float32),
+                                            label)
+                logp = float(_image._run_chunked(clf, digit, label)[0])
+                if logp > best:
+                    best, tiles[i] = logp, digit[0]
+                if logp >= rule.log_class_prob:
+                    break
+        return tiles, labels
+
+    def rollout(self, rng: np.random.Generator, start: np.ndarray, steps: int) -> np.ndarray:
+        """Roll the step model forward: start float32 (N, 2, C, C) in [-1, 1] -> float32
+        (N, 2 + steps, C, C). Public for evaluation (prediction from real contexts)."""
+        sess = self.session("step")
+        names = [i.name for i in sess.get_inputs()]
+        start = np.asarray(start, np.float32)
+        n, _, h, w = start.shape
+        out = np.empty((n, 2 + steps, h, w), np.float32)
+        out[:, :2] = start
+        ctx = np.ascontiguousarray(np.transpose(start, (0, 2, 3, 1)))
+        for t in range(steps):
+            if t % NOISE_BLOCK == 0:    # one draw per block of steps: the same stream
+                noise = rng.standard_normal((min(NOISE_BLOCK, steps - t), n, h, w, 1),
+                                            dtype=np.float32)
+            nxt = self.run(sess, {names[0]: ctx, names[1]: noise[t % NOISE_BLOCK]})[0]
+            out[:, 2 + t] = nxt
+            ctx = np.stack([ctx[..., 1], nxt], -1)
+        return out
+
+    def _generate(self, rng, *, frames, digits, quality) -> Video:
+        self.session("step")                              # fails early on a damaged model
+        physics = self.physics()
+        tiles, labels = self.opening_digits(rng, digits, quality)
+        start = first_frames(rng, tiles, physics)
+        clip = self.rollout(rng, start[None], max(0, frames - 2))[0, :frames]
+        return Video(to_uint8(clip), labels)
 
 
-def rollout(rng: np.random.Generator, models_dir, start: np.ndarray, steps: int,
-            precision: str = "fp32") -> np.ndarray:
-    """Roll the step model forward: start float32 (N, 2, C, C) in [-1, 1] -> float32
-    (N, 2 + steps, C, C). Exposed for evaluation (prediction from real contexts)."""
-    sess = registry.session(KIND, "step", models_dir, precision)
-    names = [i.name for i in sess.get_inputs()]
-    start = np.asarray(start, np.float32)
-    n, _, h, w = start.shape
-    out = np.empty((n, 2 + steps, h, w), np.float32)
-    out[:, :2] = start
-    ctx = np.ascontiguousarray(np.transpose(start, (0, 2, 3, 1)))
-    for t in range(steps):
-        if t % NOISE_BLOCK == 0:    # one draw per block of steps: the same stream, fewer calls
-            noise = rng.standard_normal((min(NOISE_BLOCK, steps - t), n, h, w, 1),
-                                        dtype=np.float32)
-        nxt = registry.run(sess, {names[0]: ctx, names[1]: noise[t % NOISE_BLOCK]})[0]
-        out[:, 2 + t] = nxt
-        ctx = np.stack([ctx[..., 1], nxt], -1)
-    return out
-
-
-def generate(*, rng: np.random.Generator, models_dir, precision: str = "fp32", frames=16,
-             digits=1, quality=OPTIONS["quality"]) -> np.ndarray:
-    frames = _opt.check_int("frames", frames, 1, MAX_FRAMES)
-    digits = _opt.check_int("digits", digits, 1, 2)
-    quality = _opt.check_float("quality", quality, 0.0, 1.0)
-    registry.session(KIND, "step", models_dir, precision)     # fails early on a bad precision
-    physics = _physics(models_dir)
-    tiles = opening_digits(rng, models_dir, digits, quality)
-    start = first_frames(rng, tiles, physics)
-    clip = rollout(rng, models_dir, start[None], max(0, frames - 2), precision)[0, :frames]
-    return to_uint8(clip)
+MODEL = VideoModel
