@@ -259,9 +259,10 @@ _legacy: dict = {}
 def session(kind: str, role: str, models_dir=None, precision: str = "fp32"):
     root = resolve(models_dir)
     key = ("s", root, kind, role, precision, id(manifest(root)), settings())
-    if key not in _legacy:
-        _legacy[key] = load_session(kind, role, root, precision)
-    return _legacy[key]
+    with _lock:
+        if key not in _legacy:
+            _legacy[key] = load_session(kind, role, root, precision)
+        return _legacy[key]
 
 
 def load_json(kind: str, role: str, models_dir=None):

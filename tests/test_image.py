@@ -18,6 +18,12 @@ def models(exported_dir):
     return exported_dir
 
 
+@pytest.fixture()
+def model(models):
+    with runtime.load("image", models_dir=models) as m:
+        yield m
+
+
 def test_shape_dtype_range(models):
     x = runtime.generate("image", n=5, seed=1, models_dir=models)
     assert isinstance(x, np.ndarray) and x.dtype == np.uint8
@@ -25,6 +31,15 @@ def test_shape_dtype_range(models):
     assert x.max() > 200 and x.min() < 30          # ink on a dark background
     default = runtime.generate("image", seed=1, models_dir=models)
     assert default.shape == (16, 28, 28)
+    assert x.labels.dtype == np.int64 and x.labels.shape == (5,)
+
+
+def test_labels_are_the_drawn_digits(model):
+    """The result's labels are the classes drawn from the seed (the documented first draws)."""
+    x = model.generate(n=12, seed=4)
+    np.testing.assert_array_equal(x.labels, np.random.default_rng(4).integers(0, 10, size=12))
+    assert (model.generate(n=3, digit=7, seed=4).labels == 7).all()
+    assert x[:2].labels is None                       # a slice is a plain view
 
 
 def test_determinism_by_seed(models):
@@ -72,13 +87,13 @@ def _log_ratio(rule, x, labels):
     return out
 
 
-def _expected(models, n, quality, seed, digit=None):
+def _expected(model, n, quality, seed, digit=None):
     """The documented rule, recomputed from the seed's random stream with the raw sessions."""
     from runtime.image import _run_chunked
 
-    gen = registry.session("image", "generator", models)
-    clf = registry.session("image", "classifier", models)
-    rule = registry.load_json("image", "rejection", models)
+    gen = model.session("generator")
+    clf = model.session("classifier")
+    rule = model.json("rejection")
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, 10, size=n).astype(np.int64) if digit is None \
         else np.full(n, digit, np.int64)
@@ -103,19 +118,19 @@ def _expected(models, n, quality, seed, digit=None):
 
 
 @pytest.mark.parametrize("quality", [0.0, 0.3, 1.0])
-def test_rejection_rule_is_the_documented_one(models, quality):
-    got = runtime.generate("image", n=40, quality=quality, seed=9, models_dir=models)
-    want, _ = _expected(models, 40, quality, 9)
+def test_rejection_rule_is_the_documented_one(model, quality):
+    got = model.generate(n=40, quality=quality, seed=9)
+    want, _ = _expected(model, 40, quality, 9)
     np.testing.assert_array_equal(got, want)
 
 
-def test_candidates_are_processed_in_bounded_blocks(models, monkeypatch):
+def test_candidates_are_processed_in_bounded_blocks(model, monkeypatch):
     """Blocks of at most BLOCK candidates, same images as one block (n=10, K=32, BLOCK=64)."""
     from runtime import image as rimage
 
-    want = runtime.generate("image", n=10, quality=1.0, seed=6, models_dir=models)
+    want = model.generate(n=10, quality=1.0, seed=6)
     calls = []
-    gen = registry.session("image", "generator", models)
+    gen = model.session("generator")
     orig = rimage._run_chunked
 
     def spy(s, x, labels, output=0):
@@ -125,38 +140,38 @@ def test_candidates_are_processed_in_bounded_blocks(models, monkeypatch):
 
     monkeypatch.setattr(rimage, "BLOCK", 64)
     monkeypatch.setattr(rimage, "_run_chunked", spy)
-    got = runtime.generate("image", n=10, quality=1.0, seed=6, models_dir=models)
+    got = model.generate(n=10, quality=1.0, seed=6)
     np.testing.assert_array_equal(got, want)
     assert max(calls) <= 64 and sum(calls) == 10 * 32
 
 
-def test_quality_raises_class_probability(models):
-    clf = registry.session("image", "classifier", models)
+def test_quality_raises_class_probability(model):
+    clf = model.session("classifier")
     from runtime.image import _run_chunked
 
     def mean_logp(x, labels):
         return _run_chunked(clf, x.astype(np.float32) / 127.5 - 1.0, labels).mean()
 
-    plain, labels = _expected(models, 200, 0.0, 4)
-    best, labels1 = _expected(models, 200, 1.0, 4)
+    plain, labels = _expected(model, 200, 0.0, 4)
+    best, labels1 = _expected(model, 200, 1.0, 4)
     np.testing.assert_array_equal(labels, labels1)          # same classes, better digits
     assert mean_logp(best, labels) > mean_logp(plain, labels)
 
 
-def test_resampling_follows_the_density_ratio(models):
+def test_resampling_follows_the_density_ratio(model):
     """Kept candidates score higher under the density-ratio discriminator than plain samples,
     but the rule is not a top-score rule: the kept one is often not the best of the K."""
     from runtime.image import _run_chunked
 
-    rule = registry.load_json("image", "rejection", models)
-    plain, labels = _expected(models, 300, 0.0, 11)
-    kept, _ = _expected(models, 300, 1.0, 11)
+    rule = model.json("rejection")
+    plain, labels = _expected(model, 300, 0.0, 11)
+    kept, _ = _expected(model, 300, 1.0, 11)
     r_plain = _log_ratio(rule, plain.astype(np.float32) / 127.5 - 1.0, labels)
     r_kept = _log_ratio(rule, kept.astype(np.float32) / 127.5 - 1.0, labels)
     assert r_kept.mean() > r_plain.mean() + 0.5
     # the best-scoring eligible candidate is kept for only a minority of images
-    gen = registry.session("image", "generator", models)
-    clf = registry.session("image", "classifier", models)
+    gen = model.session("generator")
+    clf = model.session("classifier")
     rng = np.random.default_rng(11)
     rng.integers(0, 10, size=300)
     k = 1 + rule["max_extra_candidates"]
@@ -188,21 +203,21 @@ def test_old_rejection_side_file_is_a_model_error(models, tmp_path):
         runtime.generate("image", n=2, quality=0.5, seed=0, models_dir=out)
 
 
-def test_digit_option(models):
+def test_digit_option(model):
     for d in (0, 7):
-        x = runtime.generate("image", n=4, digit=d, quality=0.5, seed=1, models_dir=models)
+        x = model.generate(n=4, digit=d, quality=0.5, seed=1)
         assert x.shape == (4, 28, 28)
-    _, labels = _expected(models, 8, 0.0, 3, digit=5)
+    _, labels = _expected(model, 8, 0.0, 3, digit=5)
     assert (labels == 5).all()
 
 
-def test_candidate_count_rule(models):
+def test_candidate_count_rule(model):
     from runtime import image as rimage
 
     calls = []
-    sess = registry.session("image", "generator", models)
+    sess = model.session("generator")
     orig = rimage._run_chunked
-    m = registry.load_json("image", "rejection", models)["max_extra_candidates"]
+    m = model.json("rejection")["max_extra_candidates"]
     assert m == 31                                  # K = 32 at quality=1 (documented)
 
     def spy(s, x, labels, output=0):
@@ -214,7 +229,7 @@ def test_candidate_count_rule(models):
     try:
         for q, n in [(0.0, 10), (0.5, 10), (1.0, 10), (0.1, 3), (0.01, 3), (0.02, 3)]:
             calls.clear()
-            runtime.generate("image", n=n, quality=q, seed=0, models_dir=models)
+            model.generate(n=n, quality=q, seed=0)
             assert sum(calls) == n * (1 + math.floor(m * q + 0.5))
     finally:
         rimage._run_chunked = orig
@@ -236,15 +251,21 @@ def test_shipped_metrics_meet_targets(models):
     assert g0["frechet_distance"] < m["untrained_generator"]["frechet_distance"] / 5
 
 
-def test_quality_reads_the_classifier_not_the_optional_discriminator(models):
+def test_quality_reads_the_classifier_not_the_optional_discriminator(models, monkeypatch):
     """quality > 0 loads the generator and the class-head classifier only; the whole
     discriminator ships for apps ("optional") and is never read by the runtime."""
     files = runtime.info("image", models)["files"]
     assert files.get("discriminator", {}).get("optional", True)
-    registry.clear_cache()
-    runtime.generate("image", n=3, quality=1.0, seed=2, models_dir=models)
-    assert {key[1] for key in registry._sessions} == {files["generator"]["file"],
-                                                      files["classifier"]["file"]}
+    built = []
+    load_session = registry.load_session
+
+    def spy(kind, role, *args, **kwargs):
+        built.append(role)
+        return load_session(kind, role, *args, **kwargs)
+
+    monkeypatch.setattr(registry, "load_session", spy)
+    runtime.load("image", models_dir=models).generate(n=3, quality=1.0, seed=2)
+    assert sorted(built) == ["classifier", "generator"]
 
 
 def test_int8_variant_if_shipped(models):

@@ -104,19 +104,19 @@ def test_tampered_model_raises_model_error_and_other_kinds_still_work(models_cop
     path.write_bytes(bytes(data))
     role = next(r for r, f in entry["files"].items() if f["file"] == onnx_files[0]["file"])
     with pytest.raises(ModelError, match="sha256") as err:
-        registry.session(victim, role, models_copy)
+        registry.load_session(victim, role, models_copy)
     assert onnx_files[0]["file"] in str(err.value)
     path.write_bytes(bytes(data[: len(data) // 3]))
     with pytest.raises(ModelError, match="truncated"):
-        registry.session(victim, role, models_copy)
+        registry.load_session(victim, role, models_copy)
     path.unlink()
     with pytest.raises(ModelError, match="missing"):
-        registry.session(victim, role, models_copy)
+        registry.load_session(victim, role, models_copy)
     for other in kinds[1:]:
         e = runtime.info(other, models_copy)
         for r, f in e["files"].items():
             if f["file"].endswith(".onnx"):
-                assert registry.session(other, r, models_copy) is not None
+                assert registry.load_session(other, r, models_copy) is not None
 
 
 def test_manifest_faults(models_copy, tmp_path):
@@ -144,50 +144,81 @@ def test_io_mismatch_is_model_error(models_copy):
     f["inputs"][0]["name"] = "renamed_input"
     manifest_path.write_text(json.dumps(data))
     with pytest.raises(ModelError, match="do not belong together"):
-        registry.session(kind, role, models_copy)
+        registry.load_session(kind, role, models_copy)
 
 
-def test_disabled_optimizers_from_the_manifest(models_copy, monkeypatch):
-    """A file entry's ``disabled_optimizers`` reach onnxruntime's session; a malformed value
-    is a ModelError naming the field."""
-    import onnxruntime as ort
-
-    seen = []
-    real = ort.InferenceSession
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs.get("disabled_optimizers"))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(ort, "InferenceSession", spy)
+def test_model_object_owns_and_releases_its_sessions(exported_dir, monkeypatch):
     kind = _first_kind()
-    manifest_path = models_copy / "manifest.json"
-    data = json.loads(manifest_path.read_text())
-    role, f = next((r, f) for r, f in data["models"][kind]["files"].items()
-                   if f["file"].endswith(".onnx"))
-    f["disabled_optimizers"] = ["NchwcTransformer", "ConstantFolding"]
-    manifest_path.write_text(json.dumps(data))
-    assert registry.session(kind, role, models_copy) is not None
-    assert seen == [["NchwcTransformer", "ConstantFolding"]]
-    # a manifest that changes only the hints (same model file) gets a session built with them
-    f["disabled_optimizers"] = ["NchwcTransformer"]
-    manifest_path.write_text(json.dumps(data))
-    stat = manifest_path.stat()
-    os.utime(manifest_path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
-    assert registry.session(kind, role, models_copy) is not None
-    assert seen == [["NchwcTransformer", "ConstantFolding"], ["NchwcTransformer"]]
-    f["disabled_optimizers"] = "NchwcTransformer"
-    manifest_path.write_text(json.dumps(data))
-    registry.clear_cache()
-    with pytest.raises(ModelError, match="disabled_optimizers"):
-        registry.session(kind, role, models_copy)
+    role = next(r for r, f in runtime.info(kind)["files"].items()
+                if f["file"].endswith(".onnx") and not f.get("optional"))
+    built = []
+    load_session = registry.load_session
+    monkeypatch.setattr(registry, "load_session",
+                        lambda *a, **k: built.append(a[:2]) or load_session(*a, **k))
+    model = runtime.load(kind)
+    assert model.session(role) is model.session(role) and len(built) == 1
+    other = runtime.load(kind)                 # another object builds its own
+    assert other.session(role) is not model.session(role) and len(built) == 2
+    model.close()
+    assert model.session(role) is not other.session(role) and len(built) == 3
+    runtime.configure(threads=2)               # new settings: rebuilt on the next call
+    try:
+        model.session(role)
+        assert len(built) == 4
+    finally:
+        runtime.configure(threads=1)
 
 
-def test_sessions_are_cached_once(exported_dir):
+def test_load_checks_kind_precision_and_models(tmp_path):
     kind = _first_kind()
-    entry = runtime.info(kind)
-    role = next(r for r, f in entry["files"].items() if f["file"].endswith(".onnx"))
-    assert registry.session(kind, role) is registry.session(kind, role)
+    with pytest.raises(ValueError, match="unknown kind"):
+        runtime.load("poetry")
+    with pytest.raises(ValueError, match="precision"):
+        runtime.load(kind, precision="fp16")
+    with pytest.raises(ModelError, match="does not exist"):
+        runtime.load(kind, models_dir=tmp_path / "nowhere")
+    fp32_only = [k for k in shipped_kinds()
+                 if not any(r.endswith("_int8") for r in runtime.info(k)["files"])]
+    for k in fp32_only:
+        with pytest.raises(ValueError, match="fp32 only"):
+            runtime.load(k, precision="int8")
+
+
+def test_release_frees_the_generate_models(monkeypatch):
+    kind = _first_kind()
+    built = []
+    load_session = registry.load_session
+    monkeypatch.setattr(registry, "load_session",
+                        lambda *a, **k: built.append(a[:2]) or load_session(*a, **k))
+    runtime.release()
+    first = runtime.generate(kind, seed=5)
+    n = len(built)
+    runtime.generate(kind, seed=5)
+    assert len(built) == n > 0                 # kept between calls
+    runtime.release(kind)
+    again = runtime.generate(kind, seed=5)
+    assert len(built) == 2 * n                 # rebuilt after release
+    assert repr(again) == repr(first) or np.array_equal(again, first)
+
+
+def test_configure_wins_over_the_environment(monkeypatch):
+    monkeypatch.setenv("RUNTIME_THREADS", "3")
+    assert registry._initial_settings()["threads"] == 3
+    before = registry.settings()
+    try:
+        runtime.configure(threads=2, low_memory=True)
+        assert registry.settings() == (2, True)
+    finally:
+        runtime.configure(threads=before[0], low_memory=before[1])
+
+
+def test_every_kind_declares_typed_options():
+    for kind in runtime.KINDS:
+        opts = runtime.model_class(kind).options
+        assert len(opts) and all(o.doc for o in opts), kind
+        assert opts.resolve(kind, {}) == opts.defaults()
+        with pytest.raises(ValueError, match="accepted"):
+            opts.resolve(kind, {"nonsense": 1})
 
 
 def test_generation_never_imports_tensorflow():
@@ -281,7 +312,7 @@ def test_export_parity_and_atomic_manifest(tmp_path):
     assert entry["parity_max_abs_diff"] < 1e-5
     assert entry["inputs"] == [{"name": "obs", "shape": [None, 6], "dtype": "float32"}]
     ex.write_entry(tmp_path, "toy", {"q": entry}, {"hidden": 8}, {"score": 1.0})
-    sess = registry.session("toy", "q", tmp_path)
+    sess = registry.load_session("toy", "q", tmp_path)
     x = np.random.default_rng(0).standard_normal((5, 6)).astype(np.float32)
     np.testing.assert_allclose(sess.run(None, {"obs": x})[0], model(x).numpy(), atol=1e-5)
 
@@ -372,6 +403,6 @@ def test_interrupted_export_keeps_previous_model_and_manifest(tmp_path, monkeypa
         ex.write_entry(tmp_path, "toy", {"q": second}, {})
     assert (tmp_path / "manifest.json").read_bytes() == manifest_before
     registry.clear_cache()
-    sess = registry.session("toy", "q", tmp_path)   # verified against the old sha256
+    sess = registry.load_session("toy", "q", tmp_path)   # verified against the old sha256
     x = np.ones((1, 4), np.float32)
     assert not np.allclose(sess.run(None, {"obs": x})[0], model(x).numpy())

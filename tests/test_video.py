@@ -67,17 +67,18 @@ def test_opening_digits_are_the_ones_the_class_head_accepts(models):
     """quality > 0: each opening digit is the first draw the image classifier (class head)
     reads as its class with p >= 0.99 (else the most confident of K); quality 0: plain draws."""
     from runtime import image as rimage
-    from runtime import registry
 
-    rule = rimage._rule(models)
-    clf = registry.session("image", "classifier", models)
+    model = runtime.load("video", models_dir=models)
+    rule = model.images().rule()
+    clf = model.images().session("classifier")
     rng = np.random.default_rng(3)
     labels = np.random.default_rng(3).integers(0, 10, size=12)
-    tiles = rvideo.opening_digits(rng, models, 12, 0.5)
+    tiles, drawn = model.opening_digits(rng, 12, 0.5)
+    np.testing.assert_array_equal(drawn, labels)
     logp = rimage._run_chunked(clf, tiles, labels.astype(np.int64))
     assert (logp >= rule.log_class_prob).mean() >= 0.9
-    plain = rvideo.opening_digits(np.random.default_rng(3), models, 12, 0.0)
-    again = rvideo.opening_digits(np.random.default_rng(3), models, 12, 0.0)
+    plain, _ = model.opening_digits(np.random.default_rng(3), 12, 0.0)
+    again, _ = model.opening_digits(np.random.default_rng(3), 12, 0.0)
     np.testing.assert_array_equal(plain, again)
     assert np.abs(plain - tiles).max() > 0.5      # the class head changed some digits
     assert (rimage._run_chunked(clf, plain, labels.astype(np.int64))
@@ -208,7 +209,7 @@ def test_quick_profile_trains_exports_and_rolls_out(tmp_path):
     g = tvideo.build_step_generator(vcfg, name="exported_twin", mode="hard")
     g.set_weights(m.g.get_weights())
     start = tvideo.make_pool(vcfg, "test", 2, 2, seed=5)[0]   # real contexts (no arg-max ties)
-    onnx_clip = rvideo.rollout(np.random.default_rng(1), out, start, 3)
+    onnx_clip = runtime.load("video", models_dir=out).rollout(np.random.default_rng(1), start, 3)
     rng = np.random.default_rng(1)
     ctx = np.transpose(start, (0, 2, 3, 1))
     for t in range(3):
@@ -237,9 +238,11 @@ def test_old_physics_side_file_is_a_clear_model_error(models, tmp_path, monkeypa
     from runtime import registry
 
     old = {"canvas": 48, "tile": 28, "ink_box": 20, "speed_min": 1.0, "speed_max": 3.0}
-    monkeypatch.setattr(registry, "load_json", lambda kind, role, models_dir=None: old)
+    read_json = registry.read_json
+    monkeypatch.setattr(registry, "read_json", lambda kind, role, models_dir=None:
+                        old if role == "physics" else read_json(kind, role, models_dir))
     with pytest.raises(runtime.ModelError, match="ink_threshold.*re-export video"):
-        runtime.generate("video", seed=0, models_dir=models)
+        runtime.load("video", models_dir=models).generate(seed=0)
 
 
 @pytest.mark.tf
