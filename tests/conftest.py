@@ -26,3 +26,14 @@ def require_kind(kind: str) -> None:
     """Skip (with the reason) when the shipped models do not include ``kind``."""
     if kind not in shipped_kinds():
         pytest.skip(f"no shipped {kind!r} model in exported/manifest.json")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A run that deselects the ``tf`` tests (``make test-fast``) must not import TensorFlow:
+    a test that does is missing its ``tf`` mark."""
+    markexpr = session.config.getoption("markexpr", "") or ""
+    if "not tf" in markexpr and "tensorflow" in sys.modules:
+        session.config.get_terminal_writer().line(
+            "ERROR: TensorFlow was imported in a run without tf tests: mark the test that "
+            "imports it with @pytest.mark.tf", red=True)
+        session.exitstatus = 1
