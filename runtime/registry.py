@@ -12,18 +12,26 @@ import hashlib
 import json
 import os
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
 
-from runtime.errors import ModelError
+from runtime.errors import ModelError, is_out_of_memory, out_of_memory
+
+# onnxruntime's telemetry writes ~/.cache/Microsoft/DeveloperTools/.onnxruntime/onnxruntime.db
+# when onnxruntime is imported (and warns on stderr where that folder is read-only): off unless
+# the app asks for it. Takes effect when the runtime is imported before onnxruntime.
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
 MANIFEST = "manifest.json"
+MODEL_FORMATS = ("onnx", "ort")
 FORMAT_VERSION = 1
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _lock = threading.RLock()
 _manifests: dict[Path, tuple[float, dict]] = {}
 _manifest_paths: dict[Path, str] = {}     # root -> str path of its manifest (joined once)
+_session_files: "weakref.WeakKeyDictionary[object, Path]" = weakref.WeakKeyDictionary()
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(int64)": "int64",
               "tensor(int32)": "int32", "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
@@ -31,16 +39,20 @@ _ORT_TYPES = {"tensor(float)": "float32", "tensor(double)": "float64", "tensor(i
 
 def _initial_settings() -> dict:
     """Session settings from the environment, read once at import: RUNTIME_THREADS (an
-    integer >= 1) and RUNTIME_LOW_MEMORY=1. ``configure()`` overrides them."""
+    integer >= 1), RUNTIME_LOW_MEMORY=1 and RUNTIME_MODEL_FORMAT (onnx or ort).
+    ``configure()`` overrides them."""
     threads = os.environ.get("RUNTIME_THREADS", "")
+    model_format = os.environ.get("RUNTIME_MODEL_FORMAT", "")
     return {"threads": max(1, int(threads)) if threads.isdigit() else 1,
-            "low_memory": os.environ.get("RUNTIME_LOW_MEMORY") == "1"}
+            "low_memory": os.environ.get("RUNTIME_LOW_MEMORY") == "1",
+            "model_format": model_format if model_format in MODEL_FORMATS else None}
 
 
 _settings = _initial_settings()
 
 
-def configure(*, threads: int | None = None, low_memory: bool | None = None) -> None:
+def configure(*, threads: int | None = None, low_memory: bool | None = None,
+              model_format: str | None = None) -> None:
     """Session settings; models rebuild their sessions with them on their next call.
 
     ``threads``: intra-op threads per session (default 1: the models are small, and one thread
@@ -48,19 +60,26 @@ def configure(*, threads: int | None = None, low_memory: bool | None = None) -> 
     ``low_memory``: turn off onnxruntime's memory arena and memory-pattern planning (lowest
     peak RSS on small devices, slightly slower). The environment variables RUNTIME_THREADS and
     RUNTIME_LOW_MEMORY=1 give the values at import; ``configure`` wins over them.
+    ``model_format``: ``"onnx"`` or ``"ort"`` (the ORT-format files that ``python -m
+    trainer.edge`` makes, what onnxruntime's minimal builds read), or ``"auto"``: the models
+    folder's own format (the device wheel ships ORT files, a checkout ``.onnx``). Also settable
+    with RUNTIME_MODEL_FORMAT=onnx|ort.
     """
-    from runtime.options import check_bool, check_int
+    from runtime.options import check_bool, check_choice, check_int
 
     with _lock:
         if threads is not None:
             _settings["threads"] = check_int("threads", threads, 1, 256)
         if low_memory is not None:
             _settings["low_memory"] = check_bool("low_memory", low_memory)
+        if model_format is not None:
+            fmt = check_choice("model_format", model_format, MODEL_FORMATS + ("auto",))
+            _settings["model_format"] = None if fmt == "auto" else fmt
 
 
-def settings() -> tuple[int, bool]:
-    """(threads, low_memory) that new sessions are built with."""
-    return _settings["threads"], _settings["low_memory"]
+def settings() -> tuple[int, bool, str | None]:
+    """(threads, low_memory, model_format) that new sessions are built with."""
+    return _settings["threads"], _settings["low_memory"], _settings["model_format"]
 
 
 def default_models_dir() -> Path:
@@ -151,13 +170,16 @@ def _pick(kind: str, role: str, files: dict) -> dict:
     return files[role]
 
 
-def read_verified(kind: str, role: str, models_dir=None) -> bytes:
-    """The bytes of a model file after checking size and sha256 against the manifest."""
+def read_verified(kind: str, role: str, models_dir=None, fe: dict | None = None) -> bytes:
+    """The bytes of a model file after checking size and sha256 against the manifest
+    (``fe``: the file entry to read, by default the manifest's entry of ``role``)."""
     root = resolve(models_dir)
-    fe = file_entry(kind, role, root)
+    fe = fe or file_entry(kind, role, root)
     path = root / fe["file"]
     try:
         data = path.read_bytes()
+    except MemoryError:
+        raise out_of_memory(path, "reading") from None
     except FileNotFoundError:
         raise ModelError(f"{path} is missing (listed in the manifest for {kind!r}): restore "
                          f"exported/ or re-export {kind}") from None
@@ -188,15 +210,44 @@ def load_session(kind: str, role: str, models_dir=None, precision: str = "fp32")
     root = resolve(models_dir)
     files = entry(kind, root).get("files", {})
     role = _role_for(kind, role, precision, files)
-    return _load_session(kind, role, root, _pick(kind, role, files), settings())
+    current = settings()
+    fe = in_format(kind, _pick(kind, role, files), root, current[2])
+    return _load_session(kind, role, root, fe, current)
+
+
+def model_format(models_dir=None) -> str:
+    """The format sessions are built from: configure()'s, else the folder's own (its
+    manifest's ``model_format``: the device wheel's says ``ort``), else ``onnx``."""
+    return _settings["model_format"] or manifest(models_dir).get("model_format", "onnx")
+
+
+def in_format(kind: str, fe: dict, root: Path, wanted: str | None) -> dict:
+    """The file entry to load for ``fe`` in the format ``wanted`` (None: the folder's own).
+
+    ORT files are listed in the manifest's ``ort`` section by the ``.onnx`` file they were made
+    from (sha256 and size checked like any model file); a folder whose entries already point at
+    ORT files (the device wheel's) has no ``.onnx`` to fall back to."""
+    fmt = wanted or manifest(root).get("model_format", "onnx")
+    has = "onnx" if fe["file"].endswith(".onnx") else "ort" if fe["file"].endswith(".ort") else None
+    if has is None or has == fmt:
+        return fe
+    if has == "ort":
+        raise ModelError(f"{root} ships {kind}'s models in ORT format only ({fe['file']}); "
+                         f"use model_format='ort' or 'auto' (RUNTIME_MODEL_FORMAT=ort)")
+    conv = (manifest(root).get("ort") or {}).get("files", {}).get(fe["file"])
+    if not conv or conv.get("source_sha256") != fe.get("sha256"):
+        raise ModelError(f"{root / fe['file']} has no current ORT-format file in "
+                         f"{root / MANIFEST}: run `python -m trainer.edge` after exporting "
+                         f"{kind}, or use model_format='onnx'")
+    return {**fe, "file": conv["file"], "sha256": conv["sha256"], "bytes": conv["bytes"]}
 
 
 def _load_session(kind: str, role: str, root: Path, fe: dict, session_settings: tuple):
     import onnxruntime as ort
 
-    data = read_verified(kind, role, root)
+    data = read_verified(kind, role, root, fe)
     opts = ort.SessionOptions()
-    threads, low_memory = session_settings
+    threads, low_memory = session_settings[:2]
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -207,11 +258,14 @@ def _load_session(kind: str, role: str, root: Path, fe: dict, session_settings: 
     try:
         sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises several private exception types
+        if is_out_of_memory(exc):
+            raise out_of_memory(root / fe["file"], "loading") from None
         raise ModelError(f"{root / fe['file']} cannot be loaded by onnxruntime "
                          f"{ort.__version__}: {str(exc).splitlines()[0][:300]}; re-export "
                          f"{kind} with a compatible opset") from None
     _check_io(sess.get_inputs(), fe.get("inputs"), "inputs", root / fe["file"], kind)
     _check_io(sess.get_outputs(), fe.get("outputs"), "outputs", root / fe["file"], kind)
+    _session_files[sess] = root / fe["file"]
     return sess
 
 
@@ -237,12 +291,20 @@ def read_json(kind: str, role: str, models_dir=None):
 
 
 def run(sess, feeds: dict, outputs: list[str] | None = None) -> list[np.ndarray]:
-    """``sess.run`` with onnxruntime failures turned into ModelError (never a raw traceback)."""
+    """``sess.run`` with onnxruntime failures turned into ModelError (never a raw traceback);
+    running out of memory says so and names the model file."""
     try:
         return sess.run(outputs, feeds)
-    except Exception as exc:
-        raise ModelError(f"onnxruntime failed to run a model: {str(exc).splitlines()[0][:300]}") \
-            from None
+    except Exception as exc:      # MemoryError included
+        path = _session_files.get(sess, "a model") if _weakrefable(sess) else "a model"
+        if is_out_of_memory(exc):
+            raise out_of_memory(path, "running") from None
+        raise ModelError(f"onnxruntime failed to run {path}: "
+                         f"{str(exc).splitlines()[0][:300]}") from None
+
+
+def _weakrefable(obj) -> bool:
+    return hasattr(type(obj), "__weakref__")
 
 
 def clear_cache() -> None:
@@ -259,10 +321,9 @@ _legacy: dict = {}
 def session(kind: str, role: str, models_dir=None, precision: str = "fp32"):
     root = resolve(models_dir)
     key = ("s", root, kind, role, precision, id(manifest(root)), settings())
-    with _lock:
-        if key not in _legacy:
-            _legacy[key] = load_session(kind, role, root, precision)
-        return _legacy[key]
+    if key not in _legacy:
+        _legacy[key] = load_session(kind, role, root, precision)
+    return _legacy[key]
 
 
 def load_json(kind: str, role: str, models_dir=None):
