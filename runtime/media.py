@@ -21,7 +21,9 @@ def _need(module: str):
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise RuntimeError(f"writing this file needs {module}: pip install '.[media]'") from None
+        package = "Pillow" if module.startswith("PIL") else module
+        raise RuntimeError(f"writing this file needs {package}, in the runtime's media extra: "
+                           f"pip install 'rlgen[media]' (or pip install {package})") from None
 
 
 def note_name(pitch: int) -> str:
