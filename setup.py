@@ -115,10 +115,12 @@ class BuildPy(build_py):
 class Sdist(sdist):
     """The device sources: runtime/, the models a device wheel is built from, the build files.
 
-    No tests: they exercise trainer/, fastcore/ and benchmarks/, which are training-side."""
+    No tests, trainer, fastcore or benchmarks: those are the training side (a checkout)."""
+    TRAINING_SIDE = ("tests/", "trainer/", "fastcore/", "benchmarks/", "scripts/", "docs/")
 
-    def add_defaults(self):
-        super().add_defaults()
+    def make_distribution(self):
+        files = [f for f in self.filelist.files
+                 if not f.replace(os.sep, "/").startswith(self.TRAINING_SIDE)]
         manifest = json.loads((EXPORTED / "manifest.json").read_text(encoding="utf-8"))
         names = {"manifest.json"}
         for entry in manifest.get("models", {}).values():
@@ -128,12 +130,9 @@ class Sdist(sdist):
         names.update(f["file"] for f in ort.get("files", {}).values())
         if ort.get("required_operators"):
             names.add(ort["required_operators"]["file"])
-        self.filelist.extend(f"exported/{n}" for n in sorted(names) if (EXPORTED / n).exists())
-
-    def prune_file_list(self):
-        super().prune_file_list()
-        for folder in ("tests", "trainer", "fastcore", "benchmarks"):
-            self.filelist.prune(folder)
+        files += [f"exported/{n}" for n in sorted(names) if (EXPORTED / n).exists()]
+        self.filelist.files = sorted(set(files))
+        super().make_distribution()
 
 
 ext_modules = fastcore_extensions() if "build_ext" in sys.argv else []
