@@ -1,45 +1,38 @@
 """Recommendation policy: DQN against a RecSim-style user-interest simulator (trainer.recsim).
 
-State: ``runtime.recommend.featurise(history)`` (multi-hot of consumed items, recent and decayed
-topic profiles, counters) -- the same numpy function the runtime uses.  Actions: the N catalogue
-items (Q-values over items, items already consumed are masked out).
+State: ``runtime.recommend_features.featurise(history, catalogue, engagement, skipped)``, the
+same numpy function the runtime uses; it does not depend on the catalogue's size or ids.
+Actions: the catalogue's items, scored by ``Q(state, item features)``
+(``trainer.recommend_net``), items consumed or skipped in the last slate masked out.
 
 Slates in training (the DQN action is one item): the slate shown to the simulated user is
 [action] + the top-(k-1) other allowed items by the same batch of Q-values (``slate_builder``,
 through ``train_dqn(env_action_fn=...)``), and the transition stores the action with the
 slate's reward (the watch time of whatever the user clicked).  With probability 1 - epsilon the
-action is the argmax, so the greedy training slate is exactly the served top-k slate; the
-simulator's position bias makes the first slot the one that matters most.  Q(s, i) is the
-long-term watch time of leading the slate with item i.  The Q-network (``make_q_network``)
-scores items as <user(s), item(features_i)> + bias_i + value(s), so what it learns about one
-item transfers to items with similar topics/quality/length.  Double DQN, 3-step returns,
-Huber loss, hard target updates every 250 updates.
+action is the argmax, so the greedy training slate is exactly the served top-k slate.  Double
+DQN, 3-step returns, Huber loss, hard target updates.
 
-Evaluation (``evaluate``) runs ``eval_sessions`` simulated sessions with k-item slates for:
-the exported DQN (fp32 and int8 ONNX through the runtime's featurisation and top-k), random,
-most-popular (items ranked by clicks in logged random-slate sessions), myopic greedy (top-k by
-the one-step expected watch time computed from the user's *hidden* interests: an oracle
-one-step model, stronger than any learned one) and a learned myopic greedy (the same DQN
-machinery with gamma = 0, i.e. a one-step reward model on the same state).
+The learned myopic baseline is the same network and trainer with gamma = 0 (a one-step reward
+model on the same state and slates).  Evaluation: ``trainer.recommend_eval``.
 """
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from runtime.recommend import Catalogue, featurise, obs_dim, top_k
+from runtime.recommend_features import featurise, item_features, parse_catalogue
 from trainer.recsim import RecSimConfig, RecSimEnv, make_catalogue
 
 KIND = "recommend"
 DATA = ("Seeded RecSim-style simulator (trainer/recsim.py): catalogue of n_items items over "
-        "n_topics topics (topic mixture, length, quality, hidden appeal anti-correlated with "
-        "quality); users with hidden topic interests that drift with consumption, multinomial "
-        "logit choice with a no-click option, watch time as reward, a time budget that good "
-        "items partly refund. No external data.")
+        "n_topics topics (topic mixture, length, quality, popularity, an 8-d style embedding, "
+        "hidden appeal anti-correlated with quality); heterogeneous users (one or 2-3 favourite "
+        "topics, uniform over topics, a style taste) who arrive with a history drawn from their "
+        "interests (or none: cold start), multinomial logit choice with a no-click option and "
+        "position bias, watch time as reward, a time budget that good items partly refund, "
+        "interests that drift with consumption. No external data.")
 
 
 @dataclass
@@ -48,61 +41,62 @@ class Config:
     # simulator (the other dynamics constants are RecSimConfig's documented defaults)
     n_items: int = 200
     n_topics: int = 10
+    embedding_dim: int = 8
     catalogue_seed: int = 2024
     # DQN (see trainer.dqn.DQNConfig for the units)
-    total_steps: int = 200_000
+    total_steps: int = 250_000
     learning_rate: float = 5e-4
     buffer_size: int = 100_000
-    batch_size: int = 128
-    gamma: float = 0.97
+    batch_size: int = 64
+    gamma: float = 0.95
     tau: float = 1.0
     target_update_every: int = 250
     start_epsilon: float = 1.0
     end_epsilon: float = 0.05
-    exploration_fraction: float = 0.4
+    exploration_fraction: float = 0.2
     learning_starts: int = 2000
     train_every: int = 2
-    hidden: tuple = (256, 256)
+    hidden: tuple = (128, 128)
     embed_dim: int = 32              # user/item embedding size of the Q head
     item_hidden: int = 64            # item tower width (item features -> embedding)
+    pair_hidden: int = 32            # width of the (user, item) pair layer
     double_dqn: bool = True
     num_envs: int = 16
     checkpoint_every: int = 10_000
     prioritized: bool = False
     n_step: int = 3
     train_slate_k: int = 5           # slate size in training: [DQN action] + top-(k-1) by Q
-    # learned myopic baseline: the same DQN with gamma = 0 (a one-step reward model on the same
-    # state and slates), trained for as many steps as the DQN; 0 = skip it
-    myopic_steps: int = 200_000
+    # learned myopic baseline: the same DQN with gamma = 0, as many steps; 0 = skip it
+    myopic_steps: int = 250_000
     # evaluation
     slate_k: int = 5
     eval_sessions: int = 1000
-    popularity_sessions: int = 1000
+    probe_histories: int = 500       # random histories for coverage / max item share
+    focused_per_topic: int = 50      # focused histories (5 items of one topic) per topic
 
 
 PROFILES = {
-    "quick": Config(total_steps=6_000, learning_starts=500, buffer_size=10_000, hidden=(64, 64),
-                    checkpoint_every=3_000, target_update_every=50, myopic_steps=0, num_envs=8,
-                    eval_sessions=100, popularity_sessions=200),
+    "quick": Config(total_steps=4_000, learning_starts=500, buffer_size=10_000, hidden=(32, 32),
+                    embed_dim=16, item_hidden=16, pair_hidden=16, checkpoint_every=2_000,
+                    target_update_every=50, myopic_steps=0, num_envs=8, eval_sessions=60,
+                    probe_histories=100, focused_per_topic=5),
     "full": Config(),
 }
 
-EVAL_SEED0 = 10_000_000        # evaluation users never overlap with training users
-POP_SEED0 = 20_000_000
-
 
 def sim_config(cfg: Config) -> RecSimConfig:
-    return RecSimConfig(n_items=cfg.n_items, n_topics=cfg.n_topics, catalogue_seed=cfg.catalogue_seed)
+    return RecSimConfig(n_items=cfg.n_items, n_topics=cfg.n_topics,
+                        embedding_dim=cfg.embedding_dim, catalogue_seed=cfg.catalogue_seed)
 
 
-def catalogue(cfg: Config) -> dict:
-    return make_catalogue(cfg.n_items, cfg.n_topics, cfg.catalogue_seed)
+def catalogue(cfg: Config, seed: int | None = None) -> dict:
+    return make_catalogue(cfg.n_items, cfg.n_topics,
+                          cfg.catalogue_seed if seed is None else seed, cfg.embedding_dim)
 
 
 def shipped_catalogue(raw: dict) -> dict:
-    """What the runtime gets: observable item features only (no hidden appeal / user prior)."""
-    return {"n_items": raw["n_items"], "n_topics": raw["n_topics"], "items": raw["items"],
-            "features": "runtime.recommend.featurise"}
+    """What the runtime gets: the observable item features only (no hidden appeal)."""
+    return {k: v for k, v in raw.items() if k != "appeal"}
 
 
 def _dqn_config(cfg: Config, *, gamma=None, total_steps=None):
@@ -120,82 +114,35 @@ def _dqn_config(cfg: Config, *, gamma=None, total_steps=None):
                      prioritized=cfg.prioritized, n_step=cfg.n_step)
 
 
-def item_features(cat: Catalogue) -> np.ndarray:
-    """Observable item features [N, T + 2]: topic mixture, quality, length / 4 minutes."""
-    return np.concatenate([cat.topics, cat.quality[:, None], cat.length[:, None] / 4.0], 1).astype(np.float32)
-
-
-_LAYERS: dict = {}
-
-
 def make_q_network(cfg: Config, name: str = "q"):
-    """Q(s, i) = <user(s), item(i)> + bias_i + value(s).
+    from trainer.recommend_net import make_q_network as build
 
-    user(s): MLP over the state (cfg.hidden) -> embed_dim; item(i): a small MLP over the item's
-    observable features (topics, quality, length) -> embed_dim, so what is learned about one item
-    transfers to similar ones; bias_i: a free per-item correction. Input obs float32
-    [None, obs_dim] -> Q float32 [None, N] (the same interface as trainer.dqn.make_q_network).
-    """
-    import keras
-    from keras import ops
-
-    if "ItemScores" not in _LAYERS:
-        class ItemScores(keras.layers.Layer):
-            def __init__(self, features, embed_dim, item_hidden, **kw):
-                super().__init__(**kw)
-                self.n_items, self.n_feat = features.shape
-                self._init_features = np.asarray(features, np.float32)
-                self.item1 = keras.layers.Dense(item_hidden, activation="relu", name="item1")
-                self.item2 = keras.layers.Dense(embed_dim, name="item2")
-
-            def build(self, input_shape=None):
-                self.features = self.add_weight(
-                    name="features", shape=(self.n_items, self.n_feat), trainable=False,
-                    initializer=keras.initializers.Constant(self._init_features))
-                self.item_bias = self.add_weight(name="item_bias", shape=(self.n_items,),
-                                                 initializer="zeros")
-                self.item1.build((self.n_items, self.n_feat))
-                self.item2.build((self.n_items, self.item1.units))
-
-            def call(self, inputs):
-                user, value = inputs                                     # [B, E], [B, 1]
-                items = self.item2(self.item1(self.features))            # [N, E]
-                # value is added here, not with a functional `+` between the layers' outputs:
-                # Keras 3.15's functional add of [B, N] and [B, 1] is wrong when B == N
-                return ops.matmul(user, ops.transpose(items)) + self.item_bias + value
-
-        _LAYERS["ItemScores"] = ItemScores
-    cat = Catalogue.from_json(catalogue(cfg))
-    inp = keras.Input((obs_dim(cat),), dtype="float32", name="obs")
-    x = inp
-    for i, h in enumerate(cfg.hidden):
-        x = keras.layers.Dense(int(h), activation="relu", name=f"{name}_dense{i}")(x)
-    user = keras.layers.Dense(cfg.embed_dim, name=f"{name}_user")(x)
-    value = keras.layers.Dense(1, name=f"{name}_value")(x)
-    q = _LAYERS["ItemScores"](item_features(cat), cfg.embed_dim, cfg.item_hidden,
-                              name=f"{name}_items")([user, value])
-    return keras.Model(inp, q, name=name)
+    cat = parse_catalogue(catalogue(cfg))
+    return build(item_features(cat), cfg.n_topics, cfg.embedding_dim, hidden=cfg.hidden,
+                 embed_dim=cfg.embed_dim, item_hidden=cfg.item_hidden,
+                 pair_hidden=cfg.pair_hidden, name=name)
 
 
 def slate_builder(cfg: Config):
     """Training slates: the DQN's action in position 1, the other ``train_slate_k - 1`` positions
-    the top items by the same Q-values (allowed items only).  With probability 1 - epsilon the
-    action is the argmax, so the greedy training slate is exactly the served top-k slate."""
+    the top items by the same Q-values (allowed items only)."""
     k = cfg.train_slate_k
 
     def build(actions, q, mask):
         q = np.where(mask, q, -np.inf) if mask is not None else q.copy()
         q[np.arange(len(actions)), actions] = np.inf                  # the action goes first
-        top = np.argpartition(-q, k - 1, axis=1)[:, :k]
+        kk = min(k, int(np.isfinite(q).sum(axis=1).min()))
+        top = np.argpartition(-q, kk - 1, axis=1)[:, :kk]
         order = np.take_along_axis(q, top, 1).argsort(axis=1)[:, ::-1]
-        return [row.tolist() for row in np.take_along_axis(top, order, 1)]
+        return [[int(i) for i in row if np.isfinite(qr[i])]
+                for row, qr in zip(np.take_along_axis(top, order, 1), q)]
     return build
 
 
 def action_mask(cfg: Config):
     n = cfg.n_items
 
-    def mask(obs: np.ndarray) -> np.ndarray:          # allowed = not consumed (multi-hot < 0.5)
+    def mask(obs: np.ndarray) -> np.ndarray:          # allowed = not blocked
         return obs[:, :n] < 0.5
     return mask
 
@@ -229,7 +176,7 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
     save_json(work_dir / "train_summary.json", summary)
 
 
-def _load_q(cfg: Config, work_dir: Path, name: str):
+def load_q(cfg: Config, work_dir: Path, name: str):
     import tensorflow as tf
 
     q = make_q_network(cfg, "q")
@@ -241,138 +188,51 @@ def _load_q(cfg: Config, work_dir: Path, name: str):
     return q
 
 
-def _sample_obs(cfg: Config, n: int = 16) -> np.ndarray:
-    """Realistic states for the export parity check (random histories of 0..12 items)."""
-    cat = Catalogue.from_json(catalogue(cfg))
+def score_function(q):
+    """The exported function: (state [B, S], items [N, F]) -> {"q": [B, N]}."""
+    layer = q.get_layer("q_pairq")
+
+    def q_values(state, items):
+        return {"q": layer.score(state, items)}
+    return q_values
+
+
+def _sample_inputs(cfg: Config, n: int = 8) -> list:
+    """Realistic (state, items) pairs for the export parity check, also on another catalogue."""
+    out = []
     rng = np.random.default_rng(0)
-    return np.stack([featurise(rng.choice(cfg.n_items, int(rng.integers(0, 13)), replace=False).tolist(), cat)
-                     for _ in range(n)])
+    for seed in (cfg.catalogue_seed, cfg.catalogue_seed + 1):
+        cat = parse_catalogue(catalogue(cfg, seed))
+        states = np.stack([featurise(rng.choice(cat.n_items, int(rng.integers(0, 13)), replace=False).tolist(),
+                                     cat, skipped=rng.choice(cat.n_items, 5).tolist())
+                           for _ in range(n)])
+        out.append([states, item_features(cat)])
+    return out
 
 
 def export(cfg: Config, work_dir: Path, out_dir: Path) -> None:
     import tensorflow as tf
     from trainer.common import config_dict
     from trainer.export import export_tf_function, quantize_int8, write_entry, write_json
+    from runtime.recommend_features import item_feature_dim, state_dim
 
     out_dir = Path(out_dir)
-    q = _load_q(cfg, work_dir, "dqn")
-    d = int(q.inputs[0].shape[-1])
-
-    @tf.function
-    def q_values(obs):
-        return {"q": q(obs, training=False)}
-
-    sig = [tf.TensorSpec([None, d], tf.float32, name="obs")]
-    e_q = export_tf_function(q_values, sig, kind=KIND, role="q", out_dir=out_dir,
-                             sample_inputs=[[_sample_obs(cfg)]])
+    q = load_q(cfg, work_dir, "dqn")
+    s, f = state_dim(cfg.n_topics, cfg.embedding_dim), item_feature_dim(cfg.n_topics, cfg.embedding_dim)
+    sig = [tf.TensorSpec([None, s], tf.float32, name="state"),
+           tf.TensorSpec([None, f], tf.float32, name="items")]
+    e_q = export_tf_function(score_function(q), sig, kind=KIND, role="q", out_dir=out_dir,
+                             sample_inputs=_sample_inputs(cfg))
     e_q8 = quantize_int8(e_q, kind=KIND, role="q_int8", out_dir=out_dir)
     e_cat = write_json(shipped_catalogue(catalogue(cfg)), kind=KIND, role="catalogue", out_dir=out_dir)
     write_entry(out_dir, KIND, {"q": e_q, "q_int8": e_q8, "catalogue": e_cat}, config_dict(cfg),
-                notes="Q-network over catalogue items; slate = top-k Q among items not in "
-                      "history; state = runtime.recommend.featurise(history).")
-
-
-# ------------------------------------------------------------------------------ evaluation
-def run_sessions(policy, cfg: Config, n_sessions: int, k: int, seed0: int = EVAL_SEED0) -> dict:
-    """Lock-step simulation of ``n_sessions`` users; ``policy(obs [B, D], envs, rng, k) -> slates``.
-
-    Returns mean/sem return, CTR (clicks / slates), mean length, coverage (share of the
-    catalogue shown at least once) and per-item click counts."""
-    raw, sim = catalogue(cfg), sim_config(cfg)
-    envs = [RecSimEnv(raw, sim) for _ in range(n_sessions)]
-    obs = np.stack([e.reset(seed=seed0 + i)[0] for i, e in enumerate(envs)])
-    rng = np.random.default_rng(seed0)
-    active = np.arange(n_sessions)
-    returns, lengths = np.zeros(n_sessions), np.zeros(n_sessions, np.int64)
-    shown = np.zeros(cfg.n_items, bool)
-    clicks_per_item = np.zeros(cfg.n_items, np.int64)
-    clicks = slates = 0
-    while len(active):
-        chosen = policy(obs[active], [envs[i] for i in active], rng, k)
-        keep = []
-        for j, i in enumerate(active):
-            slate = np.asarray(chosen[j][:k], np.int64)
-            shown[slate] = True
-            o, r, term, trunc, info = envs[i].step(slate)
-            obs[i] = o
-            returns[i] += r
-            lengths[i] += 1
-            slates += 1
-            if info["clicked"] is not None:
-                clicks += 1
-                clicks_per_item[info["clicked"]] += 1
-            if not (term or trunc):
-                keep.append(i)
-        active = np.asarray(keep, np.int64)
-    return {"mean_return": float(returns.mean()),
-            "sem_return": float(returns.std(ddof=1) / np.sqrt(n_sessions)) if n_sessions > 1 else 0.0,
-            "ctr": float(clicks / max(1, slates)),
-            "mean_session_length": float(lengths.mean()),
-            "coverage": float(shown.mean()),
-            "_clicks_per_item": clicks_per_item}
-
-
-def _topk_policy(score_fn):
-    def policy(obs, envs, rng, k):
-        scores = score_fn(obs, envs)
-        return [top_k(scores[j], e.history, k, rng) for j, e in enumerate(envs)]
-    return policy
-
-
-def random_policy(obs, envs, rng, k):
-    out = []
-    for e in envs:
-        free = np.flatnonzero(~e.consumed)
-        out.append(rng.choice(free, min(k, len(free)), replace=False))
-    return out
-
-
-def onnx_scores(models_dir: Path, precision: str = "fp32"):
-    from runtime import registry
-
-    sess = registry.session(KIND, "q", models_dir, precision)
-    name = sess.get_inputs()[0].name
-    return lambda obs, envs: sess.run(None, {name: obs.astype(np.float32)})[0]
+                notes="Q(state, item features): inputs state [B, S] = runtime.recommend_features."
+                      "featurise(history, catalogue, engagement, skipped) and items [N, F] = "
+                      "item_features(catalogue); any catalogue with the same n_topics and "
+                      "embedding_dim can be scored. Slate = top-k Q among allowed items.")
 
 
 def evaluate(cfg: Config, work_dir: Path, models_dir: Path) -> dict:
-    import tensorflow as tf
+    from trainer.recommend_eval import evaluate as run
 
-    k, n = cfg.slate_k, cfg.eval_sessions
-    t0 = time.time()
-    # most-popular: rank items by clicks in logged sessions of the random policy
-    pop_log = run_sessions(random_policy, cfg, cfg.popularity_sessions, k, seed0=POP_SEED0)
-    popularity = pop_log["_clicks_per_item"].astype(np.float64)
-    policies = {
-        "dqn": _topk_policy(onnx_scores(models_dir, "fp32")),
-        "dqn_int8": _topk_policy(onnx_scores(models_dir, "int8")),
-        "random": random_policy,
-        "most_popular": _topk_policy(lambda obs, envs: np.broadcast_to(popularity, (len(envs), len(popularity)))),
-        "myopic_greedy_oracle": _topk_policy(lambda obs, envs: np.stack([e.myopic_values() for e in envs])),
-    }
-    myo_dir = Path(work_dir) / "myopic" / "checkpoints"
-    if cfg.myopic_steps > 0 and tf.train.latest_checkpoint(str(myo_dir)):
-        q_myo = _load_q(cfg, work_dir, "myopic")
-        f = tf.function(lambda x: q_myo(x, training=False))
-        policies["myopic_greedy_learned"] = _topk_policy(lambda obs, envs: f(tf.constant(obs)).numpy())
-    results = {}
-    for name, pol in policies.items():
-        res = run_sessions(pol, cfg, n, k)
-        res.pop("_clicks_per_item")
-        results[name] = {key: round(v, 4) for key, v in res.items()}
-    dqn = results["dqn"]["mean_return"]
-    myopic_ref = results.get("myopic_greedy_learned", results["myopic_greedy_oracle"])["mean_return"]
-    metrics = {
-        "sessions": n, "slate_k": k, "n_items": cfg.n_items,
-        "policies": results,
-        "dqn_return_vs_myopic_oracle": round(dqn / results["myopic_greedy_oracle"]["mean_return"], 4),
-        "dqn_return_vs_myopic_learned": round(dqn / myopic_ref, 4),
-        "dqn_return_vs_random": round(dqn / results["random"]["mean_return"], 4),
-        "dqn_return_vs_most_popular": round(dqn / results["most_popular"]["mean_return"], 4),
-        "target": "dqn >= 1.05 x myopic greedy and >= 1.5 x random (mean session return)",
-        "eval_seconds": round(time.time() - t0, 1),
-    }
-    summary = Path(work_dir) / "train_summary.json"
-    if summary.exists():
-        metrics["training"] = json.loads(summary.read_text())
-    return metrics
+    return run(cfg, work_dir, models_dir)

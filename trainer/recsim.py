@@ -4,43 +4,44 @@ numpy only (importable without TensorFlow).  Gymnasium-style API::
 
     env = RecSimEnv(catalogue, cfg)
     obs, info = env.reset(seed=0)
-    obs, reward, terminated, truncated, info = env.step(item_id)        # a one-item slate
+    obs, reward, terminated, truncated, info = env.step(item_row)       # a one-item slate
     obs, reward, terminated, truncated, info = env.step([3, 17, 42])    # a slate of k items
 
-Catalogue (``make_catalogue``, seeded): ``n_items`` items over ``n_topics`` topics.  Each item has
-a topic mixture (75 % on a primary topic, the rest spread by a Dirichlet), a length in minutes, a
-quality in [0, 1] whose mean depends on the topic (some topics are mostly junk, some mostly good)
-and a hidden *appeal* (thumbnail/headline attractiveness) that is anti-correlated with quality:
-"clickbait" is easy to click and poor to watch.
+Catalogue (``make_catalogue``, seeded, in the runtime's catalogue JSON schema): ``n_items``
+items over ``n_topics`` topics.  Each item has a topic mixture (75 % on a primary topic), a
+length in minutes, a quality in [0, 1] (topic means spread over [0.35, 0.65]: every topic has
+good and poor items), an 8-d style embedding, an observable popularity and a hidden *appeal*
+(thumbnail attractiveness) anti-correlated with quality: clickbait is easy to click and poor
+to watch.  Popularity is the rank of appeal + quality / 2 + noise.
 
-User (hidden state, drawn per session): interests ``u`` in [-1, 1]^T around a population prior,
-a time budget ``budget0`` minutes.
+Users (hidden state, drawn per session; no topic dominates the population):
+    segment  "focused" (50 %): one favourite topic, uniform over the topics;
+             "mixed" (50 %): two to five favourite topics, uniform.
+    interest u in [-1, 1]^T: ~0.8 on favourites, ~-0.5 elsewhere; taste v (unit vector in the
+             embedding space) for within-topic preferences.
+    history  what the user consumed before this session, revealing the interests: 25 % arrive
+             with none (cold start), the others with 1..10 items drawn by the choice model over
+             the catalogue.  Half of the sessions report no engagement (watch share) for it.
 
-Choice model: multinomial logit over the slate plus a no-click option, with position bias
-(users look at the first slot more than at the fifth),
-``score_i = click_affinity * (u . topic_i) + click_appeal * appeal_i - position_bias * pos_i``
-(``pos_i`` = 0 for the first item of the slate),
-``P(i) = exp(score_i) / (exp(no_click_score) + sum_j exp(score_j))``.
-
-On a click on item i (engagement = reward = watch time, in minutes):
-    watch = length_i * sigmoid(watch_bias + watch_affinity * (u . topic_i) + watch_quality * (quality_i - 0.5))
-    (watch_quality defaults to 0: as in RecSim's interest evolution, quality does not change how
-    long this item is watched -- interest does -- it changes what happens next:)
-    budget -= watch;  budget += refund * watch * quality_i        (good content re-engages)
-    u += drift * topic_i * (quality_i - quality_pivot) * (1 - u^2) (interests grow toward what
-                                                                   satisfied the user, shrink
-                                                                   away from disappointing items)
-On no click: budget -= no_click_cost.  The session terminates when the budget is spent and is
-truncated after ``max_steps`` slates.  Items the user consumed cannot be recommended again in the
-session (``step`` raises ValueError for them, like for duplicates or unknown ids).
+Choice model: multinomial logit over the slate plus a no-click option, with position bias,
+    aff_i   = u . topics_i + taste_weight * (v . embedding_i)
+    score_i = click_affinity * aff_i + click_appeal * appeal_i - position_bias * pos_i
+    P(i)    = exp(score_i) / (exp(no_click_score) + sum_j exp(score_j)).
+On a click on item i (reward = watch time, minutes):
+    watch = length_i * sigmoid(watch_bias + watch_affinity * aff_i)
+    budget -= watch * (1 - refund * quality_i)                  (good content re-engages)
+    u += drift * topics_i * (quality_i - quality_pivot) * (1 - u^2)
+On no click: budget -= no_click_cost.  Items shown and not clicked are *skipped*.  The session
+terminates when the budget is spent and is truncated after ``max_steps`` slates.  Consumed items
+cannot be recommended again (``step`` raises ValueError, like for duplicates or unknown rows).
 
 Why long-term value differs from myopic: clickbait maximises the one-step expected watch time,
-but it burns the budget without refund and sours the user on its topic; good items keep the
-session alive and raise future click rates.  Nothing in the simulator knows about the agent.
+but it burns the budget without refund and sours the user on its topic.
 
-Observation: ``runtime.recommend.featurise(consumed_ids, catalogue)``, the exact function the
-runtime applies to a user's history (a multi-hot of consumed items, the mean topic mixture of the
-last few items, a decayed topic profile, and counters).  The agent never sees ``u`` or the budget.
+Observation: ``[blocked (N) | state]``: ``blocked`` marks the items the agent may not show
+next (consumed, or skipped in the last slate); ``state`` is
+``runtime.recommend_features.featurise(history, catalogue, engagement, skipped)``, the exact
+function the runtime applies to an app's history.  The agent never sees u, v or the budget.
 """
 from __future__ import annotations
 
@@ -49,13 +50,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.recommend import Catalogue, featurise, obs_dim
+from runtime.recommend_features import Catalogue, featurise, parse_catalogue, state_dim
+
+SEGMENTS = ("focused", "mixed")
 
 
 @dataclass
 class RecSimConfig:
     n_items: int = 200
     n_topics: int = 10
+    embedding_dim: int = 8
     catalogue_seed: int = 2024
     budget0: float = 30.0            # minutes of attention per session
     max_steps: int = 40              # slates per session (truncation)
@@ -64,41 +68,62 @@ class RecSimConfig:
     position_bias: float = 1.0       # score penalty per slate position (0 for the first item)
     click_affinity: float = 3.0
     click_appeal: float = 2.5
+    taste_weight: float = 0.4
     watch_bias: float = 0.0
     watch_affinity: float = 2.0
-    watch_quality: float = 0.0
     refund: float = 0.9              # share of watch time refunded x quality
     drift: float = 0.5
     quality_pivot: float = 0.4
-    interest_scale: float = 0.5      # spread of user interests around the population prior
+    focused_share: float = 0.5       # users with one favourite topic
+    max_favourites: int = 5          # the others ("mixed") have 2 .. max_favourites
+    favourite_interest: float = 0.8
+    other_interest: float = -0.5
+    interest_noise: float = 0.15
+    cold_share: float = 0.25         # users arriving with no history
+    max_prior_history: int = 10
+    hide_feedback_share: float = 0.5  # sessions whose history has no engagement values
 
 
-def make_catalogue(n_items: int = 200, n_topics: int = 10, seed: int = 2024) -> dict:
-    """A seeded catalogue as plain lists (the JSON shipped to the runtime) + hidden appeal."""
+def make_catalogue(n_items: int = 200, n_topics: int = 10, seed: int = 2024,
+                   embedding_dim: int = 8) -> dict:
+    """A seeded catalogue in the runtime's JSON schema, plus the hidden ``appeal`` list."""
     rng = np.random.default_rng(seed)
     primary = rng.integers(0, n_topics, n_items)
     primary[:n_topics] = np.arange(n_topics)                       # every topic present
     mix = 0.25 * rng.dirichlet(np.full(n_topics, 0.3), n_items)
     mix[np.arange(n_items), primary] += 0.75
-    topic_quality = np.linspace(0.15, 0.85, n_topics)[rng.permutation(n_topics)]
-    quality = np.clip(rng.normal(topic_quality[primary], 0.15), 0.0, 1.0)
+    topic_quality = np.linspace(0.35, 0.65, n_topics)[rng.permutation(n_topics)]
+    quality = np.clip(rng.normal(topic_quality[primary], 0.2), 0.0, 1.0)
     appeal = np.clip(0.5 - 0.8 * (quality - 0.5) + rng.normal(0.0, 0.15, n_items), 0.0, 1.0)
     length = rng.uniform(1.0, 4.0, n_items)
-    popularity = rng.normal(0.0, 0.3, n_topics)                    # population interest prior
+    emb = rng.normal(0.0, 1.0, (n_items, embedding_dim)) / math.sqrt(max(1, embedding_dim))
+    pop_raw = appeal + 0.5 * quality + rng.normal(0.0, 0.2, n_items)
+    popularity = pop_raw.argsort().argsort() / max(1, n_items - 1)
+    r4 = lambda x: round(float(x), 4)                                # noqa: E731
     return {
-        "n_items": int(n_items),
-        "n_topics": int(n_topics),
-        "topic_prior": [round(float(x), 4) for x in popularity],
+        "n_topics": int(n_topics), "embedding_dim": int(embedding_dim),
         "items": [
-            {"id": int(i), "topic": int(primary[i]),
-             "topics": [round(float(x), 4) for x in mix[i]],
-             "quality": round(float(quality[i]), 4), "length": round(float(length[i]), 4),
+            {"id": int(i), "topic": int(primary[i]), "topics": [r4(x) for x in mix[i]],
+             "quality": r4(quality[i]), "length": r4(length[i]), "popularity": r4(popularity[i]),
+             "embedding": [r4(x) for x in emb[i]],
              "title": f"item {i:03d} - topic {int(primary[i])}"}
             for i in range(n_items)
         ],
-        # simulator-only (hidden from the agent; not shipped)
-        "appeal": [round(float(x), 4) for x in appeal],
+        "appeal": [r4(x) for x in appeal],        # simulator-only (hidden; not shipped)
     }
+
+
+_PARSED: dict = {}
+
+
+def _parsed(raw: dict) -> Catalogue:
+    """parse_catalogue once per catalogue dict (many envs share one)."""
+    hit = _PARSED.get(id(raw))
+    if hit is None or hit[0] is not raw:
+        if len(_PARSED) > 8:
+            _PARSED.clear()
+        hit = _PARSED[id(raw)] = (raw, parse_catalogue(raw))
+    return hit[1]
 
 
 def _sigmoid(x):
@@ -106,33 +131,66 @@ def _sigmoid(x):
 
 
 class RecSimEnv:
-    """One user session per episode. Action: an item id (one-item slate) or a list of ids."""
+    """One user session per episode. Action: a catalogue row (one-item slate) or a list."""
 
     metadata = {"render_modes": []}
 
     def __init__(self, catalogue: dict, cfg: RecSimConfig | None = None):
         self.cfg = cfg or RecSimConfig()
         self.raw = catalogue
-        self.cat = Catalogue.from_json(catalogue)
+        self.cat: Catalogue = _parsed(catalogue)
         self.appeal = np.asarray(catalogue["appeal"], np.float64)
-        self.prior = np.asarray(catalogue["topic_prior"], np.float64)
         self.n_actions = self.cat.n_items
-        self.obs_dim = obs_dim(self.cat)
+        self.state_dim = state_dim(self.cat.n_topics, self.cat.embedding_dim)
+        self.obs_dim = self.n_actions + self.state_dim
         self._rng = np.random.default_rng()
         self.history: list[int] = []
 
     # ----------------------------------------------------------------- Gymnasium API
     def reset(self, *, seed=None, options=None):
+        """``options``: {"segment": "focused"|"mixed", "favourites": [topics], "cold": bool}
+        pin the user type (evaluation per segment); by default all are drawn."""
         if seed is not None:
             self._rng = np.random.default_rng(seed)
-        c = self.cfg
-        self.interest = np.clip(self.prior + self._rng.normal(0.0, c.interest_scale, len(self.prior)), -1, 1)
+        c, rng, t = self.cfg, self._rng, self.cat.n_topics
+        opts = options or {}
+        segment = opts.get("segment") or ("focused" if rng.random() < c.focused_share else "mixed")
+        fav = opts.get("favourites")
+        if fav is None:
+            n_fav = 1 if segment == "focused" else int(rng.integers(2, c.max_favourites + 1))
+            fav = rng.choice(t, n_fav, replace=False)
+        self.segment, self.favourites = segment, sorted(int(x) for x in fav)
+        u = rng.normal(c.other_interest, c.interest_noise, t)
+        u[self.favourites] = rng.normal(c.favourite_interest, c.interest_noise, len(self.favourites))
+        self.interest = np.clip(u, -1.0, 1.0)
+        v = rng.normal(0.0, 1.0, self.cat.embedding_dim)
+        self.taste = v / (np.linalg.norm(v) + 1e-9)
         self.budget = float(c.budget0)
         self.t = 0
-        self.history = []
         self.consumed = np.zeros(self.cat.n_items, bool)
+        self.blocked = np.zeros(self.cat.n_items, bool)
+        self.history, self.engagement, self.skipped = [], [], []
+        self._state_key = None
         self._refresh()
-        return self.observation(), {"budget": self.budget}
+        cold = opts.get("cold", rng.random() < c.cold_share)
+        self.cold = bool(cold)
+        if not cold:
+            self._prior_history(int(rng.integers(1, c.max_prior_history + 1)))
+        self.report_feedback = rng.random() >= c.hide_feedback_share
+        self.blocked[:] = self.consumed
+        return self.observation(), {"budget": self.budget, "segment": self.segment}
+
+    def _prior_history(self, n: int) -> None:
+        """Items consumed before the session, drawn by the choice model over the catalogue."""
+        s = self._score.copy()
+        for _ in range(n):
+            p = np.exp(s - s.max())
+            i = int(np.searchsorted(np.cumsum(p / p.sum()), self._rng.random(), side="right"))
+            i = min(i, len(s) - 1)
+            s[i] = -np.inf
+            self.consumed[i] = True
+            self.history.append(i)
+            self.engagement.append(float(self._watch[i] / self.cat.length[i]))
 
     def step(self, action):
         slate = self._check_slate(action)
@@ -145,6 +203,7 @@ class RecSimEnv:
             pick = int(np.searchsorted(np.cumsum(probs), self._rng.random(), side="right"))
             pick = min(pick, len(slate))
         reward, clicked = 0.0, None
+        self.blocked[:] = self.consumed
         if pick < len(slate):                                       # index len(slate) = no click
             clicked = int(slate[pick])
             reward = float(self._watch[clicked])
@@ -155,26 +214,41 @@ class RecSimEnv:
             self.interest = np.clip(u + (c.drift * (q - c.quality_pivot)) * e * (1.0 - u * u), -1.0, 1.0)
             self.consumed[clicked] = True
             self.history.append(clicked)
+            self.engagement.append(reward / float(cat.length[clicked]))
             self._refresh()
         else:
             self.budget -= c.no_click_cost
+        skipped = [int(i) for i in slate if int(i) != clicked]
+        self.skipped.extend(skipped)
+        self.blocked[self.consumed] = True
+        self.blocked[skipped] = True
+        if self.blocked.all():                                      # never leave nothing to show
+            self.blocked[:] = self.consumed
         self.t += 1
         terminated = self.budget <= 0.0
-        truncated = (not terminated) and (self.t >= c.max_steps or len(self.history) == self.n_actions)
+        truncated = (not terminated) and (self.t >= c.max_steps or self.consumed.all())
         info = {"clicked": clicked, "budget": self.budget, "slate": slate}
         return self.observation(), reward, terminated, truncated, info
 
     # ----------------------------------------------------------------- model pieces
+    def state(self) -> np.ndarray:
+        """The runtime's state of this user (cached until the next step)."""
+        key = (len(self.history), len(self.skipped))
+        if getattr(self, "_state_key", None) != key:
+            eng = self.engagement if self.report_feedback else None
+            self._state_cache = featurise(self.history, self.cat, eng, self.skipped)
+            self._state_key = key
+        return self._state_cache
+
     def observation(self) -> np.ndarray:
-        return featurise(self.history, self.cat)
+        return np.concatenate([self.blocked.astype(np.float32), self.state()])
 
     def _refresh(self) -> None:
         """Cache affinity, choice score and expected watch time of every item (user changed)."""
         c = self.cfg
-        self._aff = self.cat.topics @ self.interest
+        self._aff = self.cat.topics @ self.interest + c.taste_weight * (self.cat.embedding @ self.taste)
         self._score = c.click_affinity * self._aff + c.click_appeal * self.appeal
-        x = c.watch_bias + c.watch_affinity * self._aff + c.watch_quality * (self.cat.quality - 0.5)
-        self._watch = self.cat.length * _sigmoid(x)
+        self._watch = self.cat.length * _sigmoid(c.watch_bias + c.watch_affinity * self._aff)
 
     def affinity(self, items) -> np.ndarray:
         return self._aff[np.asarray(items)]
@@ -201,22 +275,17 @@ class RecSimEnv:
 
     def _check_slate(self, action) -> np.ndarray:
         if isinstance(action, (int, np.integer)) and not isinstance(action, bool):
-            a = int(action)
-            if not 0 <= a < self.n_actions:
-                raise ValueError(f"unknown item id {a} (catalogue has ids 0..{self.n_actions - 1})")
-            if self.consumed[a]:
-                raise ValueError(f"item {a} was already consumed in this session")
-            return np.array([a], np.intp)
+            slate = np.array([int(action)], np.int64)
         else:
             slate = np.asarray(action).reshape(-1)
             if slate.size == 0 or not np.issubdtype(slate.dtype, np.integer):
-                raise ValueError(f"slate must be a non-empty list of item ids, got {action!r}")
+                raise ValueError(f"slate must be a non-empty list of item rows, got {action!r}")
         n = self.cat.n_items
         bad = [int(i) for i in slate if not 0 <= i < n]
         if bad:
-            raise ValueError(f"unknown item ids {bad} (catalogue has ids 0..{n - 1})")
+            raise ValueError(f"unknown item rows {bad} (catalogue has rows 0..{n - 1})")
         if len(set(slate.tolist())) != len(slate):
-            raise ValueError(f"duplicate item ids in slate {slate.tolist()}")
+            raise ValueError(f"duplicate item rows in slate {slate.tolist()}")
         seen = [int(i) for i in slate if self.consumed[i]]
         if seen:
             raise ValueError(f"items {seen} were already consumed in this session")
