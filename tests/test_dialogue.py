@@ -1,317 +1,291 @@
-"""Dialogue kind: simulator dynamics, NLU, templates, runtime replies, quick training."""
+"""Dialogue kind: understanding, tracker, simulator goals, runtime replies, quick training."""
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pytest
 
-from runtime.dialogue import (
-    A_BOOK, A_BYE, A_CONFIRM, A_INFORM, A_OFFER, A_REQMORE, A_REQUEST, ACTIONS,
-    DONTCARE, N_ACTIONS, OBS_DIM, Catalogue, SystemAct, Tracker, feature_index, mask_from_obs,
-    parse_system, parse_user, render, replay, resolve_action,
+from runtime.dialogue_domain import (
+    A_BOOK, A_CHANGE, A_INFORM, A_NOMATCH, A_OFFER, A_REJECT, A_REQUEST, DONTCARE, Catalogue,
+    SystemAct,
 )
+from runtime.dialogue_replies import SystemReader, render
+from runtime.dialogue_spelling import Speller, osa_distance
+from runtime.dialogue_tracker import OBS_DIM, Tracker, feature_index, mask_from_obs, resolve_action
+from runtime.dialogue_understanding import READ_CHARS, Understanding
 from tests.conftest import require_kind
+from trainer.dialogue_goals import GOAL_TYPES, sample_goal
+from trainer.dialogue_lexicon import LEXICON, ONTOLOGY, SYSTEM_TEMPLATES, make_catalogue
+from trainer.dialogue_phrasing import HELDOUT, TRAIN, noisy
 from trainer.dialogue_sim import (
-    LEXICON, ONTOLOGY, SYSTEM_TEMPLATES, DialogueEnv, Goal, SimConfig, UserSimulator, corrupt,
-    make_catalogue, random_policy, rule_confirm_policy, rule_policy, run_dialogues, sample_goal,
-    text_dialogue, tracker_policy,
+    DialogueEnv, SimConfig, random_policy, rule_policy, run_dialogues, tracker_policy,
 )
 
 CAT = Catalogue(make_catalogue(0, 80))
+NLU = Understanding(LEXICON, CAT)
 
 
-def _acts(text, last=None):
-    return parse_user(text, LEXICON, last)
+def _informs(text, last=None):
+    return {s: v for a, s, v, _ in NLU.parse(text, last) if a == "inform"}
 
 
-def _informs(acts):
-    return {s: v for a, s, v, _ in acts if a == "inform"}
+def _kinds(text, last=None):
+    return {a for a, *_ in NLU.parse(text, last)}
 
 
-# ----------------------------------------------------------------------------- catalogue + goals
-def test_catalogue_is_seeded_and_covers_every_cuisine_area_pair():
-    a, b, c = make_catalogue(0), make_catalogue(0), make_catalogue(1)
-    assert a == b and a != c
-    rs = a["restaurants"]
-    assert len(rs) == 80 and len({r["name"] for r in rs}) == 80
-    assert {(r["cuisine"], r["area"]) for r in rs} == {(x, y) for x in ONTOLOGY["cuisine"]
-                                                       for y in ONTOLOGY["area"]}
-    with pytest.raises(ValueError):
-        make_catalogue(0, 50)
+# ----------------------------------------------------------------------------- catalogue
+def test_catalogue_is_seeded_and_knows_what_it_can_serve():
+    a, b = make_catalogue(0, 80), make_catalogue(0, 80)
+    assert a == b and a != make_catalogue(1, 80)
+    pairs = {(r["cuisine"], r["area"]) for r in a["restaurants"]}
+    assert len(pairs) == len(ONTOLOGY["cuisine"]) * len(ONTOLOGY["area"])
+    r = int(CAT.matches({"cuisine": "italian", "area": "north"})[0])
+    limit = CAT.restaurants[r]["max_people"]
+    assert CAT.booking_problem(r, str(limit), "19:00") is None
+    assert CAT.booking_problem(r, "12", "19:00") == "people"
+    assert CAT.booking_problem(r, "2", "10:00") == "time"
+    assert not len(CAT.matches({"cuisine": "ethiopian"}))
+    no_italian = CAT.matches({"area": "north"}, {"cuisine": ("italian",)})
+    assert len(no_italian) and all(CAT.restaurants[i]["cuisine"] != "italian" for i in no_italian)
 
 
-def test_goals_are_satisfiable_or_relaxable():
-    rng = np.random.default_rng(0)
-    cfg = SimConfig(p_unsatisfiable=0.3)
-    relaxed = 0
-    for _ in range(300):
-        g = sample_goal(CAT, rng, cfg)
-        if g.relax is None:
-            assert len(CAT.matches(g.constraints)) > 0
-        else:
-            relaxed += 1
-            assert len(CAT.matches(g.constraints)) == 0
-            assert len(CAT.matches({**g.constraints, g.relax: DONTCARE})) > 0
-    assert 40 < relaxed < 140
-
-
-# ----------------------------------------------------------------------------- environment
-def test_env_follows_gymnasium_api_and_is_deterministic():
-    def rollout(seed):
-        env = DialogueEnv(CAT, SimConfig(error_rate=0.2))
-        obs, info = env.reset(seed=seed)
-        assert obs.dtype == np.float32 and obs.shape == (OBS_DIM,) and isinstance(info, dict)
-        out, rng = [obs], np.random.default_rng(0)
-        for _ in range(40):
-            a = int(rng.choice(np.flatnonzero(env.action_mask())))
-            obs, r, term, trunc, info = env.step(a)
-            assert isinstance(r, float) and isinstance(term, bool) and isinstance(trunc, bool)
-            out.append(np.append(obs, r))
-            if term or trunc:
-                obs, _ = env.reset()
-                out.append(obs)
-        return np.concatenate(out)
-
-    assert np.array_equal(rollout(3), rollout(3))
-    assert not np.array_equal(rollout(3), rollout(4))
-    assert DialogueEnv.obs_dim == OBS_DIM and DialogueEnv.n_actions == N_ACTIONS == len(ACTIONS)
-
-
-def test_user_hangs_up_when_patience_runs_out():
-    env = DialogueEnv(CAT, SimConfig(patience=(7, 7), max_turns=30))
-    env.reset(seed=0)
-    total, turns = 0.0, 0
-    while True:
-        _, r, term, trunc, info = env.step(A_REQMORE)      # never helps
-        total, turns = total + r, turns + 1
-        if term or trunc:
-            break
-    assert term and turns == 7 and not info["success"]
-    assert total == pytest.approx(-7 + SimConfig().reward_failure)
-
-
-def test_user_hangs_up_after_too_many_wrong_offers():
-    cfg = SimConfig(tolerance=(1, 1))
-    goal = Goal({"cuisine": "italian", "area": "north", "price": DONTCARE}, "2", "19:00", ())
-    env = DialogueEnv(CAT, cfg)
-    env.reset(seed=0, options={"goal": goal})
-    wrong = [i for i, r in enumerate(CAT.restaurants) if r["cuisine"] != "italian"]
-    ends = []
-    for r in wrong[:3]:
-        env.tracker.offered = None
-        act = SystemAct(A_OFFER, restaurant=r)
-        ends.append(bool(env.user.respond(act)) and env.user.hung_up)
-    assert ends == [False, True, True]                         # 2 mistakes > tolerance 1
-
-
-def test_success_needs_booking_and_requested_info_before_bye():
-    env = DialogueEnv(CAT, SimConfig())
-    env.reset(seed=1)
-    _, r, term, _, info = env.step(A_BYE)
-    assert term and not info["success"] and r == -1.0 + SimConfig().reward_failure
-    # the rule policy at 0% NLU errors always succeeds, with the reward +20 - turns
-    m = run_dialogues(tracker_policy(rule_policy), CAT, n=200, error_rate=0.0, seed=5)
-    assert m["success_rate"] == 1.0
-    assert m["mean_return"] == pytest.approx(20 - m["mean_turns"])
-    rnd = run_dialogues(random_policy(0), CAT, n=200, error_rate=0.0, seed=5)
-    assert rnd["success_rate"] < 0.2
-
-
-def test_nlu_errors_hurt_the_rule_policy_and_confirmation_helps():
-    clean = run_dialogues(tracker_policy(rule_policy), CAT, n=300, error_rate=0.0, seed=2)
-    noisy = run_dialogues(tracker_policy(rule_policy), CAT, n=300, error_rate=0.2, seed=2)
-    confirm = run_dialogues(tracker_policy(rule_confirm_policy), CAT, n=300, error_rate=0.2, seed=2)
-    assert noisy["success_rate"] < clean["success_rate"] - 0.1
-    assert confirm["success_rate"] > noisy["success_rate"] + 0.1
-
-
-def test_error_channel_rate_and_confidences():
-    cfg = SimConfig()
-    rng = np.random.default_rng(0)
-    n, rate = 20_000, 0.2
-    acts = [("inform", "cuisine", "italian", 1.0)] * n
-    out = corrupt(acts, rng, rate, cfg)
-    dropped = n - len(out)
-    wrong = [a for a in out if a[2] != "italian"]
-    # binomial: expected 0.2 * n errors, 70% substituted (4 sigma bounds)
-    errors = dropped + len(wrong)
-    assert abs(errors - rate * n) < 4 * np.sqrt(n * rate * (1 - rate))
-    assert abs(len(wrong) / errors - cfg.substitute_share) < 0.04
-    assert {a[2] for a in wrong} <= set(ONTOLOGY["cuisine"]) - {"italian"}
-    right_conf = np.mean([a[3] for a in out if a[2] == "italian"])
-    wrong_conf = np.mean([a[3] for a in wrong])
-    assert right_conf > 0.8 and wrong_conf < 0.6
-    assert all(a[2] == "italian" for a in corrupt(acts[:500], rng, 0.0, cfg))
-    other = [("affirm", None, None, 1.0), ("request", "phone", None, 1.0)] * 100
-    assert corrupt(other, rng, 1.0, cfg) == other               # only slot values are corrupted
-
-
-def test_unsatisfiable_goal_is_relaxed_after_a_correct_no_match():
-    c = next({"cuisine": x, "area": y, "price": p} for x in ONTOLOGY["cuisine"]
-             for y in ONTOLOGY["area"] for p in ONTOLOGY["price"]
-             if not len(CAT.matches({"cuisine": x, "area": y, "price": p})))
-    user = UserSimulator(Goal(dict(c), "2", "19:00", (), -1, "price"), CAT,
-                         np.random.default_rng(0), SimConfig())
-    out = user.respond(SystemAct(A_OFFER, constraints=dict(c)))
-    assert out == [("inform", "price", DONTCARE, 1.0)] and user.mistakes == 0
-
-
-# ----------------------------------------------------------------------------- tracker + mask
-def test_one_row_mask_matches_the_batched_rules():
-    """mask_from_obs answers one row (every reply) in plain Python and a batch (training) in
-    numpy: both give the same mask, thresholds included."""
-    values = np.array([0.0, 0.3, 0.5, 0.6, 1.0], np.float32)
-    obs = np.random.default_rng(0).choice(values, size=(5000, OBS_DIM))
-    batched = mask_from_obs(obs)
-    assert 0.02 < batched[:, A_INFORM].mean() < 0.98 and 0.02 < batched[:, A_BOOK].mean() < 0.98
-    np.testing.assert_array_equal(np.concatenate([mask_from_obs(o[None]) for o in obs]), batched)
-
-
-def test_tracker_features_and_mask():
-    t = Tracker(CAT)
-    t.user(_acts("I want cheap italian food in the north"))
-    f = t.features()
-    assert f.shape == (OBS_DIM,) and f.dtype == np.float32
-    assert f[feature_index("cuisine", "filled")] == 1 and f[feature_index("people", "filled")] == 0
-    assert f[feature_index("price", "conf")] == pytest.approx(0.95)
-    m = mask_from_obs(f[None])[0]
-    assert m.shape == (N_ACTIONS,)
-    assert not m[A_BOOK] and not m[A_INFORM] and not m[A_CONFIRM["people"]]
-    assert m[A_CONFIRM["cuisine"]] and m[A_OFFER] and m[A_REQUEST["time"]]
-    # a "no" to a confirmation clears the slot; a "yes" makes it certain
-    t.system(SystemAct(A_CONFIRM["cuisine"], slot="cuisine", value="italian"))
-    t.user(_acts("no"))
-    assert t.value["cuisine"] is None
-    t.system(SystemAct(A_CONFIRM["area"], slot="area", value="north"))
-    t.user(_acts("yes"))
-    assert t.conf["area"] == 1.0 and t.confirmed["area"]
-
-
-def test_resolve_action_offers_matching_restaurants_or_no_match():
-    rng = np.random.default_rng(0)
-    t = Tracker(CAT)
-    t.user([("inform", "cuisine", "thai", 0.9), ("inform", "area", "east", 0.9)])
-    act = resolve_action(t, A_OFFER, rng)
-    r = CAT.restaurants[act.restaurant]
-    assert (r["cuisine"], r["area"]) == ("thai", "east")
-    missing = next(p for p in ONTOLOGY["price"]
-                   if not len(CAT.matches({"cuisine": "thai", "area": "east", "price": p})))
-    t.user([("inform", "price", missing, 0.9)])
-    act = resolve_action(t, A_OFFER, rng)
-    assert act.nomatch and act.constraints == {"cuisine": "thai", "area": "east", "price": missing}
-    assert resolve_action(t, A_BOOK, rng).name == "none"        # nothing offered yet
-
-
-# ----------------------------------------------------------------------------- NLU
+# ----------------------------------------------------------------------------- understanding
 @pytest.mark.parametrize("text,expected", [
-    ("I want cheap italian food in the north",
-     {"cuisine": "italian", "price": "cheap", "area": "north"}),
-    ("Somewhere downtown, something posh please", {"area": "centre", "price": "expensive"}),
-    ("a table for two at 7:30pm", {"people": "2", "time": "19:30"}),
-    ("For 4 people at 7pm.", {"people": "4", "time": "19:00"}),
-    ("There will be 6 of us, around eight", {"people": "6", "time": "20:00"}),
-    ("sushi at 13:00 for three", {"cuisine": "japanese", "time": "13:00", "people": "3"}),
-    ("not italian, chinese please", {"cuisine": "chinese"}),
-    ("Any kind of food is fine, but in the west", {"cuisine": DONTCARE, "area": "west"}),
-    ("Anywhere in town is fine.", {"area": DONTCARE}),
-    ("I'd like a moderately priced restaurant", {"price": "moderate"}),
+    ("itallian food", {"cuisine": "italian"}),
+    ("chepa", {"price": "cheap"}),
+    ("something cheep", {"price": "cheap"}),
+    ("indain please", {"cuisine": "indian"}),
+    ("mid price", {"price": "moderate"}),
+    ("a couple", {"people": "2"}),
+    ("me and my wife", {"people": "2"}),
+    ("two adults and two kids", {"people": "4"}),
+    ("a table for 12", {"people": "12"}),
+    ("half seven", {"time": "19:30"}),
+    ("quarter to eight", {"time": "19:45"}),
+    ("7.30pm", {"time": "19:30"}),
+    ("seven thirty", {"time": "19:30"}),
+    ("20h", {"time": "20:00"}),
+    ("1930", {"time": "19:30"}),
+    ("at lunchtime", {"time": "12:30"}),
+    ("at 10:00", {"time": "10:00"}),
+    ("I fancy french", {"cuisine": "french"}),
+    ("something fancy in the centre", {"price": "expensive", "area": "centre"}),
+    ("ethiopian food please", {"cuisine": "ethiopian"}),
+    ("I'd like zorbian food", {"cuisine": "zorbian"}),
+    ("cheap italian in the wset for 4 at 8pm",
+     {"price": "cheap", "cuisine": "italian", "area": "west", "people": "4", "time": "20:00"}),
 ])
-def test_nlu_reads_slot_values(text, expected):
-    assert _informs(_acts(text)) == expected
+def test_understanding_reads_what_people_type(text, expected):
+    assert _informs(text) == expected
 
 
-def test_nlu_dialogue_acts_and_context():
+def test_understanding_negation_names_and_speech_acts():
+    acts = NLU.parse("anything but italian")
+    assert ("exclude", "cuisine", "italian") in [a[:3] for a in acts]
+    assert not _informs("anything but italian").get("cuisine") == "italian"
+    assert ("exclude", "price", "expensive") in [a[:3] for a in NLU.parse("nothing too fancy")]
+    assert ("exclude", "price", "expensive") in [a[:3] for a in NLU.parse("not too pricey")]
+    jade = CAT.by_name["jade garden"]
+    assert ("name", None, jade) in [a[:3] for a in NLU.parse("address of jade garden?")]
+    assert ("reject_name", None, jade) in [a[:3] for a in NLU.parse("I don't want Jade Garden")]
+    assert _kinds("anything else?") == {"reqalts"}
+    assert "reqalts" in _kinds("not that one, what else is there?")
+    assert _kinds("no need to book, thanks bye") == {"nobook", "done"}
+    assert {a[1] for a in NLU.parse("postcode and phone please") if a[0] == "request"} == {
+        "postcode", "phone"}
+    assert "request" in _kinds("whats the adress")
+    offer = SystemAct(A_OFFER, restaurant=jade)
+    assert _kinds("no thanks", offer) == {"negate"}           # turns the offer down
+    assert _kinds("no thanks", SystemAct(13)) == {"done"}     # after "anything else?"
+
+
+def test_understanding_uses_the_context_of_the_question():
     ask_people = SystemAct(A_REQUEST["people"], slot="people")
-    ask_area = SystemAct(A_REQUEST["area"], slot="area")
     ask_time = SystemAct(A_REQUEST["time"], slot="time")
-    assert _informs(_acts("4", ask_people)) == {"people": "4"}
-    assert _informs(_acts("8 please", ask_time)) == {"time": "20:00"}
-    assert _informs(_acts("I don't mind", ask_area)) == {"area": DONTCARE}
-    assert _informs(_acts("I don't mind")) == {}
-    kinds = lambda text: sorted(a[0] for a in _acts(text))  # noqa: E731
-    assert kinds("yes please") == ["affirm"]
-    assert kinds("No, I said chinese") == ["inform", "negate"]
-    assert kinds("No, thank you. Goodbye!") == ["done"]
-    assert kinds("Thanks, that's all.") == ["done"]
-    asks = kinds("great thanks, what is the phone number and the address?")
-    assert asks.count("request") == 2 and "done" not in asks
-    assert _acts("blah blah") == []
+    ask_area = SystemAct(A_REQUEST["area"], slot="area")
+    assert _informs("4", ask_people) == {"people": "4"}
+    assert _informs("eight", ask_time) == {"time": "20:00"}
+    assert _informs("any", ask_area) == {"area": DONTCARE}
+    reject = SystemAct(A_REJECT, slot="people", value="10")
+    assert _informs("ok, make it 10 then", reject) == {"people": "10"}
 
 
-def test_system_templates_round_trip():
-    """Every template variant renders to text that parses back into the same act."""
+def test_a_long_user_turn_is_read_up_to_the_documented_limit():
+    pad = "la " * (READ_CHARS // 3)
+    assert _informs("cheap italian " + pad) == {"price": "cheap", "cuisine": "italian"}
+    assert _informs(pad + " cheap italian") == {}            # beyond the limit: not read
+    assert NLU.parse("x" * 100_000) == []
+
+
+def test_spelling_correction_is_bounded_and_protects_common_words():
+    assert osa_distance("chepa", "cheap") == 1 and osa_distance("abc", "abc") == 0
+    sp = Speller(["italian", "west", "address"], protected=["best"])
+    assert sp.correct("itallian") == ("italian", 0.7)
+    assert sp.correct("wset")[0] == "west"
+    assert sp.correct("best") == ("best", 1.0)
+    assert sp.correct("xylophone") == ("xylophone", 1.0)
+
+
+# ----------------------------------------------------------------------------- tracker
+def _tracker(*turns):
+    t = Tracker(CAT)
+    for text in turns:
+        t.user(NLU.parse(text, t.last_sys))
+    return t
+
+
+def test_tracker_masks_the_richer_act_set():
+    t = _tracker("cheap ethiopian food in the north")
+    m = t.mask()
+    assert m[A_NOMATCH] and not m[A_OFFER]
+    act = resolve_action(t, A_NOMATCH, np.random.default_rng(0))
+    assert act.slot == "cuisine" and act.slots and "ethiopian" not in act.slots
+    text = render(act, CAT, SYSTEM_TEMPLATES, np.random.default_rng(0))
+    assert "ethiopian" in text and act.slots[0] in text
+    t = _tracker("cheap indian in the south for 12 people at 7pm")
+    t.system(resolve_action(t, A_OFFER, np.random.default_rng(0)))
+    m = t.mask()
+    assert m[A_REJECT] and not m[A_BOOK]
+    t.system(resolve_action(t, A_REJECT, np.random.default_rng(0)))
+    assert t.last_sys.slot == "people"
+    t.user(NLU.parse("ok, 6 then", t.last_sys))
+    assert t.mask()[A_BOOK]
+    t.system(resolve_action(t, A_BOOK, np.random.default_rng(0)))
+    assert not t.mask()[A_CHANGE] and t.mask()[A_INFORM]
+    t.user(NLU.parse("can you change that to 4 people?", t.last_sys))
+    assert t.mask()[A_CHANGE] and not t.mask()[A_BOOK]
+    assert t.features()[feature_index(None, "has_booking")] == 1.0
+
+
+def test_batched_mask_equals_the_one_row_mask():
+    env = DialogueEnv(CAT, SimConfig(noise=0.2), seed=0)
     rng = np.random.default_rng(0)
-    acts = [SystemAct(A_REQUEST[s], slot=s) for s in A_REQUEST]
-    acts += [SystemAct(A_CONFIRM[s], slot=s, value=v) for s, v in
-             [("cuisine", "thai"), ("area", "centre"), ("price", "moderate"), ("people", "7"),
-              ("time", "20:30")]]
-    for r in (0, 17, 79):
-        acts += [SystemAct(A_OFFER, restaurant=r),
-                 SystemAct(A_BOOK, restaurant=r, people="3", time="19:30", ref="AB12CD"),
-                 SystemAct(A_INFORM, restaurant=r, slots=("phone",)),
-                 SystemAct(A_INFORM, restaurant=r, slots=("address",)),
-                 SystemAct(A_INFORM, restaurant=r, slots=("phone", "address"))]
-    acts += [SystemAct(A_OFFER, constraints={"cuisine": "thai", "area": "east", "price": "cheap"}),
-             SystemAct(A_REQMORE), SystemAct(A_REQMORE, value="open"), SystemAct(A_BYE)]
-    keys = ("action", "slot", "value", "restaurant", "people", "time", "slots", "constraints")
-    for act in acts:
-        for _ in range(6):
-            text = render(act, CAT, SYSTEM_TEMPLATES, rng)
-            back = parse_system(text, CAT, SYSTEM_TEMPLATES, LEXICON)
-            assert [getattr(back, k) for k in keys] == [getattr(act, k) for k in keys], text
+    obs, _ = env.reset(seed=0)
+    rows = []
+    for _ in range(150):
+        rows.append(obs)
+        assert np.array_equal(env.action_mask(), mask_from_obs(obs[None])[0])
+        obs, _, term, trunc, _ = env.step(int(rng.choice(np.flatnonzero(env.action_mask()))))
+        if term or trunc:
+            obs, _ = env.reset()
+    batch = mask_from_obs(np.stack(rows))
+    assert batch.shape == (150, len(env.action_mask())) and batch.any(axis=1).all()
 
 
-def test_hand_written_system_turns_fall_back_to_keywords():
-    name = CAT.names[5]
-    act = parse_system(f"Try {name}, it is lovely.", CAT, SYSTEM_TEMPLATES, LEXICON)
-    assert act.name == "offer" and act.restaurant == 5
-    assert parse_system("How many of you are coming?", CAT, SYSTEM_TEMPLATES,
-                        LEXICON).slot == "people"
-    assert parse_system("Hmm.", CAT, SYSTEM_TEMPLATES, LEXICON).name == "none"
+def test_tracker_state_round_trips_through_json():
+    t = _tracker("anything but italian in the north, cheap", "for 2 at half seven")
+    t.system(resolve_action(t, A_OFFER, np.random.default_rng(1)))
+    state = json.loads(json.dumps(t.to_state()))
+    u = Tracker.from_state(CAT, state)
+    assert np.array_equal(t.features(), u.features()) and u.offered == t.offered
+    with pytest.raises(ValueError, match="state"):
+        Tracker.from_state(CAT, {**state, "offered": 10_000})
+    with pytest.raises(ValueError, match="state"):
+        Tracker.from_state(CAT, {"version": 2})
 
 
-def test_text_level_rule_dialogues_succeed():
-    """Simulated users speak sentences, the keyword NLU reads them, the rule policy answers."""
-    def reply(history, seed):
-        rng = np.random.default_rng(seed)
-        t = replay(history, CAT, SYSTEM_TEMPLATES, LEXICON)
-        return render(resolve_action(t, rule_policy(t), rng), CAT, SYSTEM_TEMPLATES, rng)
+def test_system_reader_reads_every_template_back():
+    reader = SystemReader(CAT, SYSTEM_TEMPLATES, NLU)
+    rng = np.random.default_rng(0)
+    t = _tracker("cheap italian in the north for 2 at 7pm")
+    for action in (A_OFFER, A_REQUEST["area"]):
+        act = resolve_action(t, action, rng)
+        for _ in range(4):
+            back = reader.read(render(act, CAT, SYSTEM_TEMPLATES, rng))
+            assert back.action == act.action and back.restaurant == act.restaurant
+    t.system(resolve_action(t, A_OFFER, rng))
+    act = resolve_action(t, A_BOOK, rng)
+    back = reader.read(render(act, CAT, SYSTEM_TEMPLATES, rng))
+    assert (back.action, back.people, back.time, back.ref) == (A_BOOK, "2", "19:00", act.ref)
 
-    runs = [text_dialogue(reply, CAT, seed=s) for s in range(60)]
-    assert np.mean([r["success"] for r in runs]) >= 0.95
-    assert all(len(r["history"]) % 2 == 0 for r in runs if r["success"])
+
+# ----------------------------------------------------------------------------- simulator
+def test_every_goal_type_is_sampled_and_banks_are_disjoint():
+    rng = np.random.default_rng(0)
+    kinds = {sample_goal(CAT, rng).kind for _ in range(400)}
+    assert kinds == set(GOAL_TYPES)
+    flat = lambda bank: {s for k, v in bank.items()  # noqa: E731
+                         if k not in ("values", "what", "time_forms")
+                         for s in (v if isinstance(v, list) else
+                                   [x for xs in v.values() for x in xs])}
+    assert not flat(TRAIN) & flat(HELDOUT)
+    assert noisy("cheap italian food please", 0.0, rng) == "cheap italian food please"
+    assert noisy("cheap italian food please", 1.0, rng) != "cheap italian food please"
+
+
+def test_env_is_deterministic_and_success_is_judged_against_the_goal():
+    def rollout(seed):
+        env = DialogueEnv(CAT, SimConfig(noise=0.1), seed=seed)
+        env.reset(seed=seed)
+        texts = []
+        while True:
+            _, _, term, trunc, info = env.step(rule_policy(env.tracker))
+            texts.append(info["user_text"])
+            if term or trunc:
+                return texts, info["success"]
+    assert rollout(3) == rollout(3)
+    env = DialogueEnv(CAT, SimConfig(goal_kind="info"), seed=0)
+    env.reset(seed=5)
+    while env.tracker.offered is None:
+        env.step(rule_policy(env.tracker))
+    if env.tracker.value["people"] is None:
+        env.tracker.value.update(people="2", time="19:00")
+    env.step(A_BOOK)                                   # nobody asked for a booking
+    assert env.user.unwanted_booking and not env.user.satisfied
+
+
+@pytest.mark.slow
+def test_rule_policy_handles_every_goal_type_and_random_does_not():
+    rule = run_dialogues(tracker_policy(rule_policy), CAT, n=140, noise=0.0)
+    rand = run_dialogues(random_policy(0), CAT, n=140, noise=0.0)
+    assert rule["success_rate"] >= 0.95 and rand["success_rate"] < 0.2
+    assert all(v["success_rate"] >= 0.8 for v in rule["by_goal"].values())
+    noisy_rule = run_dialogues(tracker_policy(rule_policy), CAT, n=140, noise=0.2)
+    assert noisy_rule["clean_rate"] < rule["clean_rate"]
 
 
 # ----------------------------------------------------------------------------- runtime (shipped)
 EXAMPLE = "I want cheap italian food in the north"
 
 
-def _check_example_reply(reply: str, cat: Catalogue, templates, lexicon):
-    act = parse_system(reply, cat, templates, lexicon)
-    given = {"cuisine": "italian", "price": "cheap", "area": "north"}
-    if act.action == A_OFFER and act.restaurant is not None:
-        r = cat.restaurants[act.restaurant]
-        assert all(r[s] == v for s, v in given.items()), reply
-    elif act.nomatch:
-        assert not len(cat.matches(given)) and act.constraints == given, reply
-    elif act.name.startswith("request_"):
-        assert act.slot in ("people", "time"), reply
-    else:
-        assert act.name.startswith("confirm_") and act.value in ("italian", "cheap", "north"), reply
-
-
-def test_runtime_reply_to_the_example(exported_dir):
+def test_runtime_reply_is_structured(exported_dir):
     require_kind("dialogue")
     import runtime
-    from runtime.dialogue import load_resources
 
-    cat, templates, lexicon = load_resources(exported_dir)
-    for seed in range(5):
-        reply = runtime.generate("dialogue", history=[EXAMPLE], seed=seed, models_dir=exported_dir)
-        assert isinstance(reply, str) and reply
-        _check_example_reply(reply, cat, templates, lexicon)
+    reply = runtime.generate("dialogue", history=[EXAMPLE], seed=0, models_dir=exported_dir)
+    assert isinstance(reply, str) and reply.suffix == ".txt"
+    assert reply.slots == {"cuisine": "italian", "area": "north", "price": "cheap"}
+    if reply.act == "offer":
+        assert reply.offered["cuisine"] == "italian" and reply.offered["name"] in reply
+    assert reply.booking is None and json.loads(json.dumps(reply.state))
+    nxt = runtime.generate("dialogue", state=reply.state, history=["for 2 at half seven"],
+                           seed=1, models_dir=exported_dir)
+    assert nxt.slots["people"] == "2" and nxt.slots["time"] == "19:30"
+    same = runtime.generate("dialogue", history=[EXAMPLE, str(reply), "for 2 at half seven"],
+                            seed=1, models_dir=exported_dir)
+    assert (str(same), same.act, same.slots) == (str(nxt), nxt.act, nxt.slots)
 
 
-def test_runtime_determinism_opening_and_precision(exported_dir):
+def test_runtime_books_and_saves_the_conversation(exported_dir, tmp_path):
+    require_kind("dialogue")
+    import runtime
+
+    model = runtime.load("dialogue", models_dir=exported_dir)
+    reply = model.generate(history=["cheap italian in the north for 2 at 7pm"], seed=0)
+    for user in ["great, book it", "yes please", "yes", "yes", "great"]:
+        if reply.booking:
+            break
+        reply = model.generate(state=reply.state, history=[user], seed=0)
+    assert reply.booking and reply.booking["people"] == 2 and reply.booking["time"] == "19:00"
+    assert reply.booking["reference"] in reply or reply.act != "book"
+    summary = reply.save(tmp_path / "chat.txt")
+    lines = (tmp_path / "chat.txt").read_text().splitlines()
+    assert lines[0].startswith("user: cheap italian") and "booked" in summary
+    model.close()
+
+
+def test_runtime_opening_determinism_and_int8(exported_dir):
     require_kind("dialogue")
     import runtime
 
@@ -320,54 +294,67 @@ def test_runtime_determinism_opening_and_precision(exported_dir):
     a = runtime.generate("dialogue", history=h, seed=3, models_dir=exported_dir)
     assert a == runtime.generate("dialogue", history=h, seed=3, models_dir=exported_dir)
     opening = runtime.generate("dialogue", history=[], seed=0, models_dir=exported_dir)
-    assert opening in SYSTEM_TEMPLATES["greet"]
+    assert opening in SYSTEM_TEMPLATES["greet"] and opening.act == "greet"
     if "q_int8" in runtime.info("dialogue", exported_dir)["files"]:
-        assert isinstance(runtime.generate("dialogue", history=h, seed=3, precision="int8",
-                                           models_dir=exported_dir), str)
-
-
-def test_runtime_completes_a_simulated_conversation(exported_dir):
-    require_kind("dialogue")
-    import runtime
-
-    def reply(history, seed):
-        return runtime.generate("dialogue", history=history, seed=seed, models_dir=exported_dir)
-
-    runs = [text_dialogue(reply, CAT, seed=100 + s) for s in range(30)]
-    assert np.mean([r["success"] for r in runs]) >= 0.8
+        b = runtime.generate("dialogue", history=h, seed=3, precision="int8",
+                             models_dir=exported_dir)
+        assert b.slots == a.slots
 
 
 def test_runtime_survives_arbitrary_text(exported_dir):
-    """Any odd-length list of strings within the caps gives a reply, never an exception."""
     require_kind("dialogue")
     import runtime
 
     rng = np.random.default_rng(0)
     alphabet = list("abcdefghijklmnopqrstuvwxyz0123456789 :.,!?'-é😀") + [
         " cheap ", " north ", " 7pm ", " for 4 ", " no ", " yes ", " thanks ", " 25:99 ",
-        " 99999 people ", " not ", " any ", CAT.names[3]]
-    for i in range(40):
-        turns = [
-            "".join(rng.choice(alphabet, int(rng.integers(0, 30)))) for _ in range(2 * (i % 5) + 1)]
+        " 99999 people ", " not ", " any ", " half ", " quarter to ", CAT.names[3]]
+    for i in range(30):
+        turns = ["".join(rng.choice(alphabet, int(rng.integers(0, 30))))
+                 for _ in range(2 * (i % 5) + 1)]
         reply = runtime.generate("dialogue", history=turns, seed=i, models_dir=exported_dir)
         assert isinstance(reply, str) and reply
+    long_turn = "cheap italian food " + "blah " * 196
+    reply = runtime.generate("dialogue", history=[long_turn[:1000]], seed=0,
+                             models_dir=exported_dir)
+    assert reply.slots.get("cuisine") == "italian"
 
 
-@pytest.mark.parametrize("history,match", [
-    ("hello", "history must be a list"),
-    ([1], r"history\[0\] must be a string"),
-    (["a"] * 65, "too many items"),
-    (["x" * 1001], "too long"),
-    (["hi", "hello"], "odd length"),
+@pytest.mark.parametrize("kw,match", [
+    ({"history": "hello"}, "history must be a list"),
+    ({"history": [1]}, r"history\[0\] must be a string"),
+    ({"history": ["a"] * 65}, "too many items"),
+    ({"history": ["x" * 1001]}, "too long"),
+    ({"history": ["hi", "hello"]}, "odd length"),
+    ({"history": ["hi"], "state": "nope"}, "state must be"),
+    ({"history": ["hi"], "state": {"version": 2}}, "state is not"),
+    ({"history": ["a", "b", "c"], "state": {}}, "exactly the user's new turn"),
+    ({"history": [], "turns": 3}, "unknown option"),
 ])
-def test_runtime_rejects_bad_history(exported_dir, history, match):
+def test_runtime_rejects_bad_input(exported_dir, kw, match):
     require_kind("dialogue")
     import runtime
 
     with pytest.raises(ValueError, match=match):
-        runtime.generate("dialogue", history=history, models_dir=exported_dir)
-    with pytest.raises(ValueError, match="unknown option"):
-        runtime.generate("dialogue", history=[], turns=3, models_dir=exported_dir)
+        runtime.generate("dialogue", models_dir=exported_dir, **kw)
+
+
+def test_hand_written_conversations_with_the_rule_policy(exported_dir):
+    """The scripted users (never used in training) against the runtime's own pipeline with
+    the hand-written policy in place of the Q-network: checks the scripts and understanding."""
+    require_kind("dialogue")
+    from runtime.dialogue import DialogueModel
+    from trainer.dialogue_eval import run_script
+    from trainer.dialogue_scripts import SCRIPTS
+
+    class RuleModel(DialogueModel):
+        def _policy(self, tracker):
+            return rule_policy(tracker)
+
+    model = RuleModel(models_dir=exported_dir)
+    runs = [run_script(model, s) for s in SCRIPTS]
+    assert len(runs) >= 40
+    assert np.mean([r["success"] for r in runs]) >= 0.95
 
 
 # ----------------------------------------------------------------------------- training (TF)
@@ -379,18 +366,20 @@ def test_quick_training_exports_a_working_policy(tmp_path):
     import runtime
     from trainer import dialogue
 
-    cfg = dataclasses.replace(dialogue.PROFILES["quick"], eval_dialogues=50,
-                              eval_text_dialogues=3)
+    cfg = dataclasses.replace(dialogue.PROFILES["quick"], eval_dialogues=40)
     dialogue.train(cfg, tmp_path / "work")
     assert (tmp_path / "work" / "learning_curve.png").exists()
     dialogue.export(cfg, tmp_path / "work", tmp_path / "out")
     metrics = dialogue.evaluate(cfg, tmp_path / "work", tmp_path / "out")
     for policy in ("dqn", "rule", "rule_confirm", "random"):
-        for e in ("0.0", "0.1", "0.2"):
-            assert 0.0 <= metrics[policy][e]["success_rate"] <= 1.0
-    assert metrics["rule"]["0.0"]["success_rate"] > metrics["random"]["0.0"]["success_rate"]
+        for setting in ("noise_0.0", "noise_0.2", "heldout_0.0"):
+            assert 0.0 <= metrics[policy][setting]["success_rate"] <= 1.0
+            assert set(metrics[policy][setting]["by_goal"]) <= set(GOAL_TYPES)
+    assert metrics["rule"]["noise_0.0"]["success_rate"] > \
+        metrics["random"]["noise_0.0"]["success_rate"]
+    assert metrics["scripts"]["conversations"] >= 40
     info = runtime.info("dialogue", tmp_path / "out")
     assert info["files"]["q"]["parity_max_abs_diff"] < 1e-4
     assert info["files"]["q"]["inputs"][0]["shape"] == [None, OBS_DIM]
     reply = runtime.generate("dialogue", history=[EXAMPLE], seed=0, models_dir=tmp_path / "out")
-    assert isinstance(reply, str) and reply
+    assert isinstance(reply, str) and reply.act

@@ -15,17 +15,15 @@ onnxruntime), the rule policies and a random policy, plus text-level dialogues t
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from runtime.dialogue import ACTIONS, N_ACTIONS, OBS_DIM, Catalogue, mask_from_obs
-from trainer.dialogue_sim import (
-    LEXICON, SYSTEM_TEMPLATES, DialogueEnv, SimConfig, make_catalogue, q_policy, random_policy,
-    rule_confirm_policy, rule_policy, run_dialogues, text_dialogue, tracker_policy,
-)
+from runtime.dialogue_domain import ACTIONS, N_ACTIONS, Catalogue
+from runtime.dialogue_tracker import OBS_DIM, mask_from_obs
+from trainer.dialogue_lexicon import LEXICON, SYSTEM_TEMPLATES, make_catalogue
+from trainer.dialogue_sim import DialogueEnv, SimConfig
 
 KIND = "dialogue"
 DATA = ("No dataset: a seeded catalogue of restaurants and an agenda-based user simulator with "
@@ -37,8 +35,8 @@ class Config:
     seed: int = 0
     catalogue_seed: int = 0
     n_restaurants: int = 80
-    train_error_min: float = 0.0          # NLU error rate drawn per training dialogue
-    train_error_max: float = 0.4
+    train_noise_min: float = 0.0          # typo channel rate drawn per training dialogue
+    train_noise_max: float = 0.3
     reward_scale: float = 0.1             # rewards are multiplied by this for the DQN only
     # DQN (see trainer.dqn.DQNConfig)
     total_steps: int = 200_000
@@ -58,14 +56,14 @@ class Config:
     checkpoint_every: int = 25_000
     # evaluation
     eval_dialogues: int = 1000
-    eval_error_rates: tuple = (0.0, 0.1, 0.2)
-    eval_text_dialogues: int = 200
+    eval_noise: tuple = (0.0, 0.1, 0.2)
+    eval_heldout_noise: tuple = (0.0, 0.1)
     int8: bool = True
 
 
 PROFILES = {
     "quick": Config(total_steps=3_000, learning_starts=500, hidden=(64, 64), buffer_size=5_000,
-                    checkpoint_every=1_500, eval_dialogues=100, eval_text_dialogues=10,
+                    checkpoint_every=1_500, eval_dialogues=100,
                     exploration_fraction=0.5, int8=False),
     "full": Config(),
 }
@@ -107,7 +105,7 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
 
     work_dir = Path(work_dir)
     cat = Catalogue(catalogue(cfg))
-    sim = SimConfig(error_rate=(cfg.train_error_min, cfg.train_error_max))
+    sim = SimConfig(noise=(cfg.train_noise_min, cfg.train_noise_max), bank="train")
 
     def make_env(i: int) -> DialogueEnv:
         return ScaledRewardEnv(cat, sim, seed=cfg.seed * 1000 + i, scale=cfg.reward_scale)
@@ -152,7 +150,7 @@ def export(cfg: Config, work_dir: Path, out_dir: Path) -> None:
         return tf.identity(q(obs, training=False), name="q")
 
     # parity on real observations (random belief states from the simulator), batch 1 and 64
-    env = DialogueEnv(catalogue(cfg), SimConfig(error_rate=0.2), seed=cfg.seed)
+    env = DialogueEnv(catalogue(cfg), SimConfig(noise=0.2), seed=cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     obs = [env.reset(seed=int(rng.integers(1 << 30)))[0]]
     while len(obs) < 64:
@@ -167,60 +165,22 @@ def export(cfg: Config, work_dir: Path, out_dir: Path) -> None:
     files["catalogue"] = write_json(catalogue(cfg), kind=KIND, role="catalogue", out_dir=out_dir)
     files["templates"] = write_json(SYSTEM_TEMPLATES, kind=KIND, role="templates", out_dir=out_dir)
     files["lexicon"] = write_json(LEXICON, kind=KIND, role="lexicon", out_dir=out_dir)
-    notes = (f"q: obs float32 [N, {OBS_DIM}] (runtime.dialogue.Tracker.features) -> q float32 "
-             f"[N, {N_ACTIONS}] over actions {', '.join(ACTIONS)}; mask with "
-             "runtime.dialogue.mask_from_obs. catalogue/templates/lexicon: JSON side files.")
+    notes = (f"q: obs float32 [N, {OBS_DIM}] (runtime.dialogue_tracker.Tracker.features) -> q "
+             f"float32 [N, {N_ACTIONS}] over actions {', '.join(ACTIONS)}; mask with "
+             "runtime.dialogue_tracker.mask_from_obs. catalogue (restaurants, hours, party "
+             "sizes), templates (system replies), lexicon (the understanding's words): JSON.")
     write_entry(out_dir, KIND, files, common.config_dict(cfg), notes=notes)
 
 
 def _onnx_q(models_dir: Path, precision: str):
     from runtime import registry
 
-    sess = registry.session(KIND, "q", models_dir, precision)
+    sess = registry.load_session(KIND, "q", models_dir, precision)
     name = sess.get_inputs()[0].name
     return lambda obs: registry.run(sess, {name: np.asarray(obs, np.float32)})[0]
 
 
 def evaluate(cfg: Config, work_dir: Path, models_dir: Path) -> dict:
-    import runtime
-    from runtime import registry
+    from trainer.dialogue_eval import evaluate_all
 
-    models_dir = Path(models_dir)
-    registry.clear_cache()
-    cat = Catalogue(registry.load_json(KIND, "catalogue", models_dir))
-    policies = {"dqn": q_policy(_onnx_q(models_dir, "fp32")),
-                "rule": tracker_policy(rule_policy),
-                "rule_confirm": tracker_policy(rule_confirm_policy),
-                "random": random_policy(cfg.seed)}
-    if "q_int8" in registry.entry(KIND, models_dir)["files"]:
-        policies["dqn_int8"] = q_policy(_onnx_q(models_dir, "int8"))
-    n = cfg.eval_dialogues
-    metrics: dict = {"dialogues_per_setting": n,
-                     "command": f"python -m trainer train {KIND} --profile full"}
-    for name, policy in policies.items():
-        metrics[name] = {f"{e:.1f}": run_dialogues(policy, cat, n=n, error_rate=e,
-                                                   seed=cfg.seed + 7)
-                         for e in cfg.eval_error_rates}
-    lo, hi = f"{min(cfg.eval_error_rates):.1f}", f"{max(cfg.eval_error_rates):.1f}"
-    metrics["target"] = {
-        f"dqn_matches_rule_at_{lo}": metrics["dqn"][lo]["success_rate"]
-        >= metrics["rule"][lo]["success_rate"],
-        f"dqn_beats_rule_at_{hi}": metrics["dqn"][hi]["success_rate"]
-        > metrics["rule"][hi]["success_rate"]}
-    # text level: simulated users speak template sentences, runtime.generate answers in text
-    t0 = time.perf_counter()
-    reply = lambda history, seed: runtime.generate(KIND, history=history, seed=seed,  # noqa
-                                                   models_dir=models_dir)
-    runs = [text_dialogue(reply, cat, seed=cfg.seed * 7919 + i)
-            for i in range(cfg.eval_text_dialogues)]
-    replies = sum(r["turns"] for r in runs)
-    metrics["text_end_to_end"] = {
-        "dialogues": len(runs),
-        "success_rate": float(np.mean([r["success"] for r in runs])) if runs else 0.0,
-        "mean_turns": float(np.mean([r["turns"] for r in runs])) if runs else 0.0,
-        "mean_reply_ms": 1000 * (time.perf_counter() - t0) / max(1, replies)}
-    summary = Path(work_dir) / "train_summary.json"
-    if summary.exists():
-        import json
-        metrics["train"] = json.loads(summary.read_text())
-    return metrics
+    return evaluate_all(cfg, Path(work_dir), Path(models_dir), _onnx_q)

@@ -1,0 +1,105 @@
+"""Typo-tolerant word correction for the dialogue understanding (edit distance, no model).
+
+A word that is not in the vocabulary (slot values, synonyms, request words, restaurant-name
+words, number and time words) and not a common English word is corrected to the vocabulary
+word within optimal-string-alignment distance 1 (words of 4-7 letters; 4-letter words only by
+a swap or when the first letter is kept) or 2 (8 letters or more). Candidates come from a
+deletion index (the SymSpell idea), so a lookup costs a few dict probes; results are cached.
+"""
+from __future__ import annotations
+
+import re
+
+_WORD = re.compile(r"[a-z]+")
+
+
+def osa_distance(a: str, b: str, cap: int = 3) -> int:
+    """Optimal string alignment distance (Levenshtein plus adjacent swaps), capped."""
+    if abs(len(a) - len(b)) >= cap:
+        return cap
+    prev2, prev = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        prev2, prev = prev, cur
+    return min(prev[-1], cap)
+
+
+def _deletes(word: str, depth: int) -> set[str]:
+    out, frontier = {word}, {word}
+    for _ in range(depth):
+        frontier = {w[:i] + w[i + 1:] for w in frontier for i in range(len(w))}
+        out |= frontier
+    return out
+
+
+def _max_distance(word: str) -> int:
+    return 0 if len(word) < 4 else 1 if len(word) < 8 else 2
+
+
+class Speller:
+    """Corrects single words to a vocabulary; ``correct(word) -> (word, confidence)``.
+
+    Confidence: 1.0 unchanged, 0.7 for one unambiguous correction, 0.5 when two vocabulary
+    words are equally close (the first in vocabulary order is taken)."""
+
+    def __init__(self, vocabulary, protected=()):
+        self.vocab = [w for w in dict.fromkeys(vocabulary) if w]
+        self.known = set(self.vocab) | set(protected)
+        self.order = {w: i for i, w in enumerate(self.vocab)}
+        self.index: dict[str, list[str]] = {}
+        for w in self.vocab:
+            for d in _deletes(w, _max_distance(w) or 1):
+                self.index.setdefault(d, []).append(w)
+        self._cache: dict[str, tuple[str, float]] = {}
+
+    def correct(self, word: str) -> tuple[str, float]:
+        hit = self._cache.get(word)
+        if hit is not None:
+            return hit
+        hit = self._correct(word)
+        if len(self._cache) > 50_000:
+            self._cache.clear()
+        self._cache[word] = hit
+        return hit
+
+    def _correct(self, word: str) -> tuple[str, float]:
+        d_max = _max_distance(word)
+        if word in self.known or d_max == 0 or not word.isalpha():
+            return word, 1.0
+        cands = set()
+        for d in _deletes(word, d_max):
+            cands.update(self.index.get(d, ()))
+        best, best_d = [], d_max + 1
+        for c in cands:
+            if len(c) < 4:
+                continue
+            d = osa_distance(word, c, d_max + 1)
+            if d > min(d_max, _max_distance(c)):
+                continue
+            if len(word) == 4 and d == 1 and word[0] != c[0] and sorted(word) != sorted(c):
+                continue
+            if d < best_d:
+                best, best_d = [c], d
+            elif d == best_d:
+                best.append(c)
+        if not best:
+            return word, 1.0
+        best.sort(key=lambda c: (c[0] != word[0], self.order[c]))
+        return best[0], 0.7 if len(best) == 1 or best[0][0] != best[1][0] else 0.5
+
+    def correct_text(self, text: str) -> tuple[str, dict[str, float]]:
+        """``text`` (normalised, lower case) with every word corrected, and the corrected
+        words with their confidence."""
+        fixed: dict[str, float] = {}
+
+        def sub(m):
+            w, conf = self.correct(m.group(0))
+            if conf < 1.0:
+                fixed[w] = min(conf, fixed.get(w, 1.0))
+            return w
+        return _WORD.sub(sub, text), fixed

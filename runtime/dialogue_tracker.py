@@ -1,0 +1,370 @@
+"""Dialogue state: the belief tracker, its observation vector, the action mask and the
+resolution of a policy action into a concrete system act.
+
+The simulator (``trainer.dialogue_sim``) uses this very code, so the Q-network sees the same
+observation in training and in serving.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from runtime.dialogue_domain import (
+    A_BOOK, A_BYE, A_CHANGE, A_CONFIRM, A_INFORM, A_NOMATCH, A_NONE, A_OFFER, A_REJECT,
+    A_REQMORE, ACTIONS, BOOKING, CONSTRAINTS, DONTCARE, INFORMABLE, N_ACTIONS, REQUESTABLE,
+    USER_ACTS, Catalogue, SystemAct, booking_ref,
+)
+
+COUNT_BUCKETS = (0, 1, 2, 4, 10)   # one-hot of #matches: 0, 1, 2-3, 4-9, >= 10
+MAX_TURN = 30
+STATE_VERSION = 2
+
+# observation layout (documented so that tests and the trainer can address features)
+SLOT_FEATURES = ("filled", "dontcare", "conf", "confirmed", "asked")
+STATE_FEATURES = ("offered", "has_booking", "booking_current", "booking_invalid", "done",
+                  "no_booking", "rejections", "named", "fresh")
+_F_SLOT = 0
+_F_UNKNOWN = _F_SLOT + len(INFORMABLE) * len(SLOT_FEATURES)   # constraint value not served
+_F_REQ = _F_UNKNOWN + len(CONSTRAINTS)                        # requested, informed per slot
+_F_STATE = _F_REQ + 2 * len(REQUESTABLE)
+_F_COUNT = _F_STATE + len(STATE_FEATURES)
+_F_USER = _F_COUNT + len(COUNT_BUCKETS)
+_F_SYS = _F_USER + len(USER_ACTS)
+_F_TURN = _F_SYS + N_ACTIONS + 1
+OBS_DIM = _F_TURN + 1
+
+
+def feature_index(slot: str, feature: str) -> int:
+    """Index of a per-slot feature (e.g. ("people", "filled")) or, with ``slot=None``, of a
+    state feature (e.g. (None, "booking_invalid"))."""
+    if slot is None:
+        return _F_STATE + STATE_FEATURES.index(feature)
+    return _F_SLOT + INFORMABLE.index(slot) * len(SLOT_FEATURES) + SLOT_FEATURES.index(feature)
+
+
+class Tracker:
+    """Rule-based belief state tracker shared by the simulator env and the runtime.
+
+    Feed it alternately :meth:`user` (a list of ``(act, slot, value, conf)`` from
+    ``parse_user``) and :meth:`system` (a :class:`SystemAct`); read :meth:`features`."""
+
+    def __init__(self, catalogue: Catalogue):
+        self.cat = catalogue
+        self.value = {s: None for s in INFORMABLE}
+        self.conf = {s: 0.0 for s in INFORMABLE}
+        self.confirmed = {s: False for s in INFORMABLE}
+        self.asked = {s: 0 for s in INFORMABLE}
+        self.excluded = {s: set() for s in CONSTRAINTS}
+        self.requested = {r: False for r in REQUESTABLE}
+        self.informed = {r: False for r in REQUESTABLE}
+        self.offered = None            # index of the restaurant on the table
+        self.named = False             # ... because the user named it
+        self.rejected: set[int] = set()
+        self.booking = None            # {"restaurant", "people", "time", "ref"}
+        self.done = False
+        self.no_booking = False
+        self.rejections = 0
+        self.turn = 0                  # system turns so far
+        self.last_informed = None      # the constraint slot the user changed last
+        self.last_user: set[str] = set()
+        self.last_sys = SystemAct(A_NONE)
+
+    # -- belief helpers ----------------------------------------------------------------------
+    def constraints(self) -> dict:
+        return {s: self.value[s] for s in CONSTRAINTS}
+
+    def matches(self) -> np.ndarray:
+        return self.cat.matches(self.constraints(), self.excluded)
+
+    def fresh(self) -> list[int]:
+        return [int(r) for r in self.matches() if int(r) not in self.rejected]
+
+    def booking_current(self) -> bool:
+        b = self.booking
+        return b is not None and b["restaurant"] == self.offered \
+            and b["people"] == self.value["people"] and b["time"] == self.value["time"]
+
+    def booking_problem(self):
+        if self.offered is None or self.value["people"] is None or self.value["time"] is None:
+            return None
+        return self.cat.booking_problem(self.offered, self.value["people"], self.value["time"])
+
+    def _set(self, slot: str, value, conf: float) -> None:
+        if value == self.value[slot]:
+            self.conf[slot] = min(1.0, 1.0 - (1.0 - self.conf[slot]) * (1.0 - conf))
+        else:
+            self.value[slot], self.conf[slot], self.confirmed[slot] = value, conf, False
+        if slot in CONSTRAINTS:
+            self.excluded[slot].discard(value)
+            self.last_informed = slot
+
+    def _clear(self, slot: str) -> None:
+        self.value[slot], self.conf[slot], self.confirmed[slot] = None, 0.0, False
+
+    def _offer(self, r) -> None:
+        if r != self.offered:
+            self.offered = r
+            self.informed = {q: False for q in REQUESTABLE}
+
+    def _drop_offer(self, reject: bool) -> None:
+        if self.offered is not None and reject:
+            self.rejected.add(self.offered)
+            self.rejections += 1
+        self._offer(None)
+        self.named = False
+
+    # -- updates -------------------------------------------------------------------------------
+    def system(self, act: SystemAct) -> None:
+        self.turn += 1
+        self.last_sys = act
+        a = act.action
+        if a < N_ACTIONS and ACTIONS[a].startswith("request_"):
+            self.asked[act.slot] += 1
+        elif a == A_OFFER and act.restaurant is not None:
+            self._offer(act.restaurant)
+            self.named = False
+        elif a in (A_BOOK, A_CHANGE) and act.restaurant is not None:
+            self._offer(act.restaurant)
+            self.booking = {"restaurant": act.restaurant, "people": act.people,
+                            "time": act.time, "ref": act.ref}
+        elif a == A_INFORM and act.restaurant is not None and act.restaurant == self.offered:
+            for r in act.slots:
+                self.informed[r] = True
+
+    def user(self, acts) -> None:
+        kinds = {a[0] for a in acts}
+        informed = set()
+        for act, slot, value, conf in acts:
+            if act == "inform" and slot in INFORMABLE:
+                self._set(slot, value, float(conf))
+                informed.add(slot)
+            elif act == "exclude" and slot in CONSTRAINTS:
+                self.excluded[slot].add(value)
+                if self.value[slot] in (None, value):
+                    self._set(slot, DONTCARE, float(conf))
+                    self.excluded[slot].add(value)
+                informed.add(slot)
+            elif act == "request" and slot in REQUESTABLE:
+                self.requested[slot], self.informed[slot] = True, False
+            elif act == "name" and value is not None:
+                if value != self.offered:
+                    self._offer(int(value))
+                self.named = True
+                self.rejected.discard(int(value))
+            elif act == "reject_name" and value is not None:
+                self.rejected.add(int(value))
+                if self.offered == value:
+                    self._drop_offer(reject=True)
+            elif act == "nobook":
+                self.no_booking = True
+            elif act == "reqalts" and self.offered is not None:
+                self._drop_offer(reject=True)
+        self._answer(kinds, informed)
+        if self.offered is not None and informed & set(CONSTRAINTS) and not self.named \
+                and not self.cat.satisfies(self.offered, self.constraints(), self.excluded):
+            self._drop_offer(reject=True)     # a belief that no longer fits retracts the offer
+        content = kinds & {"inform", "exclude", "request", "reqalts", "name"}
+        self.done = ("done" in kinds and not content) or (self.done and not kinds)
+        self.last_user = {("inform" if k == "exclude" else k) for k in kinds} & set(USER_ACTS)
+
+    def _answer(self, kinds: set, informed: set) -> None:
+        """A yes/no to the system's last act (a confirmation or an offer)."""
+        last = self.last_sys
+        if last.action < N_ACTIONS and ACTIONS[last.action].startswith("confirm_"):
+            s = last.slot
+            if "negate" in kinds and s not in informed:
+                self._clear(s)
+            elif "affirm" in kinds and s not in informed and self.value[s] == last.value:
+                self.conf[s], self.confirmed[s] = 1.0, True
+        elif last.action == A_OFFER and last.restaurant is not None:
+            if "negate" in kinds and self.offered == last.restaurant and not informed \
+                    and "request" not in kinds:
+                self._drop_offer(reject=True)
+
+    # -- observation ---------------------------------------------------------------------------
+    def features(self) -> np.ndarray:
+        f = [0.0] * OBS_DIM      # a list, converted once: numpy item assignment is slower
+        i = _F_SLOT
+        for s in INFORMABLE:
+            v = self.value[s]
+            f[i] = v is not None
+            f[i + 1] = v == DONTCARE
+            f[i + 2] = self.conf[s]
+            f[i + 3] = self.confirmed[s]
+            f[i + 4] = min(self.asked[s], 3) / 3.0
+            i += len(SLOT_FEATURES)
+        for k, s in enumerate(CONSTRAINTS):
+            v = self.value[s]
+            f[_F_UNKNOWN + k] = v is not None and not self.cat.known(s, v)
+        i = _F_REQ
+        for r in REQUESTABLE:
+            f[i], f[i + 1] = self.requested[r], self.informed[r]
+            i += 2
+        fresh = self.fresh()
+        state = (self.offered is not None, self.booking is not None, self.booking_current(),
+                 self.booking_problem() is not None, self.done, self.no_booking,
+                 min(self.rejections, 3) / 3.0, self.named, bool(fresh))
+        f[_F_STATE:_F_STATE + len(state)] = state
+        n = len(self.matches())
+        f[_F_COUNT + sum(n >= b for b in COUNT_BUCKETS) - 1] = 1.0
+        for a in self.last_user:
+            f[_F_USER + USER_ACTS.index(a)] = 1.0
+        f[_F_SYS + self.last_sys.action] = 1.0
+        f[_F_TURN] = min(self.turn, MAX_TURN) / MAX_TURN
+        return np.array(f, np.float32)
+
+    def mask(self) -> np.ndarray:
+        return mask_from_obs(self.features()[None])[0]
+
+    # -- state for apps (JSON) -----------------------------------------------------------------
+    def to_state(self) -> dict:
+        return {"version": STATE_VERSION,
+                "value": dict(self.value), "conf": dict(self.conf),
+                "confirmed": dict(self.confirmed), "asked": dict(self.asked),
+                "excluded": {s: sorted(v) for s, v in self.excluded.items()},
+                "requested": dict(self.requested), "informed": dict(self.informed),
+                "offered": self.offered, "named": self.named, "rejected": sorted(self.rejected),
+                "booking": dict(self.booking) if self.booking else None, "done": self.done,
+                "no_booking": self.no_booking, "rejections": self.rejections,
+                "turn": self.turn, "last_informed": self.last_informed,
+                "last_user": sorted(self.last_user), "last_sys": self.last_sys.to_json()}
+
+    @classmethod
+    def from_state(cls, cat: Catalogue, state: dict) -> "Tracker":
+        """Rebuild a tracker from :meth:`to_state` (ValueError naming ``state`` if damaged)."""
+        t = cls(cat)
+        try:
+            if state.get("version") != STATE_VERSION:
+                raise ValueError(f"version {state.get('version')!r} != {STATE_VERSION}")
+            for name in ("value", "conf", "confirmed", "asked", "requested", "informed"):
+                d = getattr(t, name)
+                src = state[name]
+                for k in d:
+                    d[k] = type(d[k])(src[k]) if name != "value" else (
+                        None if src[k] is None else str(src[k]))
+            t.excluded = {s: {str(v) for v in state["excluded"][s]} for s in CONSTRAINTS}
+            t.rejected = {_restaurant(cat, r) for r in state["rejected"]}
+            t.offered = None if state["offered"] is None else _restaurant(cat, state["offered"])
+            b = state["booking"]
+            t.booking = None if b is None else {
+                "restaurant": _restaurant(cat, b["restaurant"]), "people": str(b["people"]),
+                "time": str(b["time"]), "ref": str(b["ref"])}
+            t.named, t.done = bool(state["named"]), bool(state["done"])
+            t.no_booking, t.rejections = bool(state["no_booking"]), int(state["rejections"])
+            t.turn, t.last_informed = int(state["turn"]), state["last_informed"]
+            t.last_user = {str(a) for a in state["last_user"]} & set(USER_ACTS)
+            t.last_sys = SystemAct.from_json(dict(state["last_sys"]))
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
+            raise ValueError(f"state is not a dialogue state returned by a previous reply "
+                             f"(pass reply.state back unchanged): {e}") from None
+        return t
+
+
+def _restaurant(cat: Catalogue, r) -> int:
+    r = int(r)
+    if not 0 <= r < len(cat):
+        raise ValueError(f"restaurant {r} out of range")
+    return r
+
+
+def mask_from_obs(obs: np.ndarray) -> np.ndarray:
+    """Valid actions from observations [B, OBS_DIM] -> bool [B, N_ACTIONS].
+
+    request_* / reqmore / bye: always; confirm_s: s holds a value (not dontcare) that the user
+    has not confirmed; offer: no restaurant on the table, some not-rejected restaurant matches
+    and every constraint is filled (or exactly one restaurant matches); nomatch: no restaurant
+    on the table and no not-rejected restaurant matches; book: a restaurant is offered, people
+    and time are known, it can take them and there is no booking yet; change: there is a
+    booking, the details or the restaurant changed since and the restaurant can take them;
+    reject_booking: the offered restaurant cannot take the known people/time; inform: a
+    restaurant is offered and some of its info is still untold."""
+    obs = np.asarray(obs, np.float32).reshape(-1, OBS_DIM)
+    on = obs > 0.5
+    slots = on[:, _F_SLOT:_F_UNKNOWN].reshape(-1, len(INFORMABLE), len(SLOT_FEATURES))
+    filled, dontcare, confirmed = slots[:, :, 0], slots[:, :, 1], slots[:, :, 3]
+    st = {name: on[:, _F_STATE + k] for k, name in enumerate(STATE_FEATURES)}
+    offered, fresh = st["offered"], st["fresh"]
+    details = filled[:, len(CONSTRAINTS):].all(axis=1)
+    one = on[:, _F_COUNT + 1]
+    m = np.ones((obs.shape[0], N_ACTIONS), bool)
+    for k, s in enumerate(INFORMABLE):
+        m[:, A_CONFIRM[s]] = filled[:, k] & ~(dontcare[:, k] | confirmed[:, k])
+    m[:, A_OFFER] = ~offered & fresh & (filled[:, :len(CONSTRAINTS)].all(axis=1) | one)
+    m[:, A_NOMATCH] = ~offered & ~fresh
+    ready = offered & details & ~st["booking_current"]
+    m[:, A_BOOK] = ready & ~st["has_booking"] & ~st["booking_invalid"]
+    m[:, A_CHANGE] = ready & st["has_booking"] & ~st["booking_invalid"]
+    m[:, A_REJECT] = ready & st["booking_invalid"]
+    m[:, A_INFORM] = offered & (obs[:, _F_REQ + 1:_F_STATE:2] < 0.5).any(axis=1)
+    return m
+
+
+def resolve_action(tracker: Tracker, action: int, rng: np.random.Generator) -> SystemAct:
+    """Turn a policy action into a concrete act against the belief and the catalogue.
+
+    An action that is not valid in this state becomes ``SystemAct(A_NONE)`` (a wasted turn)."""
+    t = tracker
+    name = ACTIONS[action] if 0 <= action < N_ACTIONS else "none"
+    if name.startswith("request_"):
+        return SystemAct(action, slot=name[8:])
+    if name.startswith("confirm_"):
+        s = name[8:]
+        if t.value[s] is None or t.value[s] == DONTCARE:
+            return SystemAct(A_NONE)
+        return SystemAct(action, slot=s, value=t.value[s])
+    if action == A_OFFER:
+        pool = t.fresh()
+        if not pool:
+            return _nomatch(t)
+        if t.value["people"] is not None or t.value["time"] is not None:   # can take them
+            able = [r for r in pool if t.cat.booking_problem(
+                r, t.value["people"] or "1", t.value["time"] or t.cat.hours[0][0]) is None]
+            pool = able or pool
+        return SystemAct(A_OFFER, restaurant=pool[int(rng.integers(len(pool)))])
+    if action == A_NOMATCH:
+        return _nomatch(t)
+    if action in (A_BOOK, A_CHANGE, A_REJECT):
+        return _booking_act(t, action, rng)
+    if action == A_INFORM:
+        if t.offered is None:
+            return SystemAct(A_NONE)
+        untold = [r for r in REQUESTABLE if not t.informed[r]]
+        slots = [r for r in untold if t.requested[r]] or untold
+        return SystemAct(A_INFORM, restaurant=t.offered, slots=slots) if slots \
+            else SystemAct(A_NONE)
+    if action == A_REQMORE:       # before an offer it asks for more preferences
+        return SystemAct(action, value="open" if t.offered is None else None)
+    if action == A_BYE:
+        return SystemAct(action)
+    return SystemAct(A_NONE)
+
+
+def _nomatch(t: Tracker) -> SystemAct:
+    """"No such restaurant" (or "no other one"), with values that would match instead."""
+    c = {s: v for s, v in t.constraints().items() if v not in (None, DONTCARE)}
+    unknown = [s for s in c if not t.cat.known(s, c[s])]
+    slot = (unknown or ([t.last_informed] if t.last_informed in c else []) or list(c)
+            or ["cuisine"])[0]
+    others = {s: v for s, v in t.constraints().items() if s != slot}
+    excluded = {**t.excluded, slot: t.excluded[slot] | {c.get(slot)}} if slot in t.excluded \
+        else t.excluded
+    suggest = t.cat.suggestions(slot, others, excluded)
+    other = bool(len(t.matches()))        # every match was rejected: "no other one"
+    return SystemAct(A_NOMATCH, slot=slot, value="other" if other else None, slots=suggest,
+                     constraints=c)
+
+
+def _booking_act(t: Tracker, action: int, rng) -> SystemAct:
+    if t.offered is None or t.value["people"] is None or t.value["time"] is None:
+        return SystemAct(A_NONE)
+    problem = t.booking_problem()
+    if action == A_REJECT or problem is not None:
+        if problem is None:
+            return SystemAct(A_NONE)
+        r = t.cat.restaurants[t.offered]
+        limit = str(r.get("max_people", 99)) if problem == "people" else t.cat.hours_text()
+        return SystemAct(A_REJECT, slot=problem, value=limit, restaurant=t.offered,
+                         people=t.value["people"], time=t.value["time"])
+    if action == A_CHANGE and t.booking is None:
+        action = A_BOOK
+    return SystemAct(action, restaurant=t.offered, people=t.value["people"],
+                     time=t.value["time"], ref=booking_ref(rng))

@@ -1,0 +1,321 @@
+"""Understanding one user turn: text -> dialogue acts ``(act, slot, value, confidence)``.
+
+Acts: ``inform`` (slot value, possibly an *unknown* value such as "ethiopian" that the
+catalogue does not serve, or ``dontcare``), ``exclude`` ("anything but italian", "nothing too
+fancy"), ``request`` (phone, address, postcode), ``name`` / ``reject_name`` (a restaurant the
+user names, or rejects by name), ``reqalts`` ("anything else?", "not that one"), ``nobook``
+("no need to book"), ``affirm``, ``negate``, ``done``.
+
+Steps: normalise (lower case, "7.30" -> "7:30", clause breaks stop negation); read at most
+``READ_CHARS`` characters; correct typos word by word (:mod:`runtime.dialogue_spelling`);
+times (digits, am/pm, "half seven", "quarter to eight", "seven thirty", "20h", "1930",
+"lunchtime"), party sizes ("a couple", "me and my wife", "two adults and two kids", number
+words up to twenty, "a dozen"), restaurant names, slot values with negation, unknown values,
+don't-care, requests, and finally yes/no/bye. The lexicon is shipped as JSON (trainer side:
+``trainer.dialogue_lexicon``).
+
+Confidences: canonical value 0.95, synonym 0.85, a corrected typo 0.7 (0.5 if ambiguous),
+unknown value 0.9, context-only readings (a bare number after "how many people?") 0.8.
+"""
+from __future__ import annotations
+
+import re
+
+from runtime.dialogue_domain import (
+    A_NONE, A_OFFER, ACTIONS, BOOKING, CONSTRAINTS, DONTCARE, N_ACTIONS, REQUESTABLE, Catalogue, SystemAct,
+)
+from runtime.dialogue_spelling import Speller
+
+READ_CHARS = 600          # a user turn is read up to this many characters (the rest is ignored)
+
+_NUMBER_WORDS = {w: i for i, w in enumerate(
+    ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+     "fifteen sixteen seventeen eighteen nineteen twenty").split())}
+_NUM = r"(\d{1,2}|" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r")"
+_PEOPLE_NOUN = r"(?:people|persons|person|guests|adults|of us|diners|pax|ppl|heads)"
+_NOT_PEOPLE = r"(?! ?(?:people|persons|person|guests|of us|adults|diners|pax|ppl|kids))"
+
+_DOT_TIME = re.compile(r"(\d)\.(\d\d)(?!\d)")
+_CLAUSE_BREAK = re.compile(r"[.,;!?()]")
+_OTHER_CHARS = re.compile(r"[^a-z0-9:'|\s]")
+_SPACES = re.compile(r"\s+")
+
+
+def normalise(text: str) -> str:
+    text = text[:READ_CHARS].lower().replace("’", "'")
+    text = _DOT_TIME.sub(r"\1:\2", text)              # 7.30 -> 7:30
+    text = _CLAUSE_BREAK.sub(" | ", text)              # clause breaks stop negation
+    text = _OTHER_CHARS.sub(" ", text)
+    return " " + _SPACES.sub(" ", text).strip() + " "
+
+
+def number(token: str) -> int:
+    return int(token) if token.isdigit() else _NUMBER_WORDS[token]
+
+
+def hhmm(hour: int, minute: int, ampm: str | None = None, assume_pm: bool = True):
+    if ampm == "pm" and hour < 12:
+        hour += 12
+    elif ampm == "am" and hour == 12:
+        hour = 0
+    elif ampm is None and assume_pm and 1 <= hour <= 11:
+        hour += 12
+    if not (0 <= hour <= 23 and 0 <= minute <= 59):
+        return None
+    return f"{hour:02d}:{minute:02d}"
+
+
+def _t_colon(g):
+    h, m, ampm = int(g[0]), int(g[1]), g[2]
+    return hhmm(h, m, ampm, assume_pm=len(g[0]) == 1 or ampm is not None)
+
+
+def _t_half(g):
+    return hhmm(number(g[0]), 30)
+
+
+def _t_quarter(g):
+    n = number(g[1])
+    return hhmm(n, 15) if g[0] == "past" else hhmm(n - 1 if n > 1 else 12, 45)
+
+
+def _t_spoken(g):
+    return hhmm(number(g[0]), {"thirty": 30, "fifteen": 15, "forty five": 45,
+                               "o'clock": 0, "oclock": 0}[g[1]])
+
+
+# (pattern, value-from-groups); the first pattern that gives a valid time wins
+_TIME_PATTERNS = (
+    (re.compile(r"\b(\d{1,2}):(\d{2}) ?(am|pm)?\b"), _t_colon),
+    (re.compile(r"\b(\d{1,2}) ?(am|pm)\b"), lambda g: hhmm(int(g[0]), 0, g[1])),
+    (re.compile(r"\b(\d{1,2}) ?h ?(\d{2})?\b"), lambda g: hhmm(int(g[0]), int(g[1] or 0), None,
+                                                              False)),
+    (re.compile(r"(?<![\d:])([01]\d|2[0-3])([0-5]\d)(?![\d:])"),
+     lambda g: hhmm(int(g[0]), int(g[1]), None, False)),
+    (re.compile(r"\bhalf (?:past )?" + _NUM + r"\b"), _t_half),
+    (re.compile(r"\bquarter (past|to) " + _NUM + r"\b"), _t_quarter),
+    (re.compile(r"\b" + _NUM + r" (thirty|fifteen|forty five|o'clock|oclock)\b"), _t_spoken),
+    (re.compile(r"\b(?:at|around|about|by|before|after) " + _NUM + r"\b" + _NOT_PEOPLE),
+     lambda g: hhmm(number(g[0]), 0)),
+    (re.compile(r"\b(?:time to|move it to|make it) " + _NUM + r"\b" + _NOT_PEOPLE),
+     lambda g: hhmm(number(g[0]), 0)),
+    (re.compile(r"\b(noon|midday)\b"), lambda g: "12:00"),
+    (re.compile(r"\b(lunchtime|lunch time|for lunch|at lunch)\b"), lambda g: "12:30"),
+)
+
+
+def _p_pair(g):
+    return number(g[0]) + number(g[1])
+
+
+_MAKE_IT = _TIME_PATTERNS[8][0]
+_PEOPLE_PATTERNS = (
+    (re.compile(r"\b" + _NUM + r" (?:adults|grown ups|grownups) and " + _NUM
+                + r" (?:kids|children|child|teenagers|babies)\b"), _p_pair),
+    (re.compile(r"\b(?:me|myself) and " + _NUM + r" (?:friends|others|colleagues|people|guests|"
+                r"mates|kids|children)\b"), lambda g: number(g[0]) + 1),
+    (re.compile(r"\b" + _NUM + r" " + _PEOPLE_NOUN + r"\b"), lambda g: number(g[0])),
+    (re.compile(r"\b(?:table|party|group|booking|reservation) (?:for|of) " + _NUM + r"\b"),
+     lambda g: number(g[0])),
+    (re.compile(r"\bfor " + _NUM + r"\b(?! ?(?:pm|am|o'clock|oclock|h\b|:|thirty|fifteen))"),
+     lambda g: number(g[0])),
+    (re.compile(r"\b(?:a dozen|dozen)\b"), lambda g: 12),
+    (re.compile(r"\b(?:me and my|myself and my) (?:wife|husband|partner|girlfriend|boyfriend|"
+                r"friend|mum|mom|dad|son|daughter|colleague|fiance|fiancee|date)\b|"
+                r"\b(?:a couple|the two of us|two of us|the pair of us)\b"), lambda g: 2),
+    (re.compile(r"\b(?:just me|only me|just myself|on my own|by myself|table for one)\b"),
+     lambda g: 1),
+)
+_BARE_NUMBER = re.compile(r"\b" + _NUM + r"\b")
+_NEG = (r"(?:not|no|but|except|other than|don't want|dont want|do not want|instead of|"
+        r"rather not|rather not have|nothing|never|don't like|dont like|hate|without|avoid)")
+_NEG_BEFORE = re.compile(r"\b" + _NEG + r"(?: (?:too|so|very|really|any|an|a|the|more|want|"
+                         r"have|eat|some|of|at|in|go to|food|overly)){0,2} $")
+_BYE = re.compile(r"\b(?:bye|goodbye|that's all|that is all|thats all|nothing else)\b")
+_FANCY_VERB = re.compile(r"\b(?:i|we|you|really|do you|would you|i'd|we'd|kinda|kind of) "
+                         r"(?:fancy|feel like)\b")
+
+
+class Understanding:
+    """Compiled lexicon + catalogue names: ``parse(text, last_sys) -> acts``."""
+
+    def __init__(self, lexicon: dict, catalogue: Catalogue):
+        self.lexicon, self.cat = lexicon, catalogue
+        self.values = {s: self._value_entries(s) for s in CONSTRAINTS}
+        self.unknown = {s: [(w, re.compile(r"\b" + re.escape(w) + r"\b"))
+                            for w in lexicon.get("unknown", {}).get(s, [])] for s in CONSTRAINTS}
+        self.generic_unknown = re.compile(r"\b([a-z]{4,}) (?:food|cuisine|restaurant|place)\b")
+        fine = r"(?: is| would be| will do)?(?: fine| ok| okay| good)?"
+
+        def words(key, suffix=""):
+            return re.compile(r"\b(?:" + "|".join(lexicon[key]) + r")" + suffix + r"\b")
+        self.dontcare_slot = {s: words(f"dontcare_{s}", fine) for s in CONSTRAINTS}
+        self.dontcare = words("dontcare", fine)
+        self.request = {r: words(f"request_{r}") for r in REQUESTABLE}
+        self.acts = {k: words(k) for k in ("affirm", "negate", "done", "reqalts", "nobook")}
+        self.names = self._name_entries()
+        self.common = set(lexicon.get("common", []))
+        self.speller = Speller(self._vocabulary(), protected=self.common)
+        self._memo: dict = {}
+
+    def _value_entries(self, slot):
+        entries = []
+        for canonical, synonyms in self.lexicon["values"][slot].items():
+            for phrase, conf in [(canonical, 0.95)] + [(s, 0.85) for s in synonyms]:
+                phrase = normalise(phrase).strip()
+                entries.append((phrase, re.compile(r"(?<![a-z])" + re.escape(phrase)
+                                                   + r"(?![a-z])"), canonical, conf))
+        return entries
+
+    def _name_entries(self):
+        out = []
+        for i, name in enumerate(self.cat.names):
+            full = normalise(name).strip()
+            forms = [full]
+            if full.startswith("the ") and len(full.split()) >= 3:
+                forms.append(full[4:])
+            for f in forms:
+                out.append((f, re.compile(r"(?<![a-z])" + re.escape(f) + r"(?![a-z])"), i))
+        return sorted(out, key=lambda e: -len(e[0]))
+
+    def _vocabulary(self):
+        words = []
+        for s in CONSTRAINTS:
+            for phrase, *_ in self.values[s]:
+                words += phrase.split()
+            words += [w for w, _ in self.unknown[s]]
+        for phrase, _, _ in self.names:
+            words += [w for w in phrase.split() if w != "the"]
+        words += list(_NUMBER_WORDS) + self.lexicon.get("keywords", [])
+        return [w for w in words if w.isalpha()]
+
+    # ------------------------------------------------------------------------------------------
+    def parse(self, text: str, last_sys: SystemAct | None = None) -> list[tuple]:
+        """One user turn -> [(act, slot, value, conf), ...]. ``last_sys`` gives context: a bare
+        number answers "how many people?" / "what time?", "any" answers the slot just asked."""
+        asked = last_sys.slot if last_sys is not None and last_sys.action < N_ACTIONS \
+            and ACTIONS[last_sys.action].startswith(("request_", "reject_")) else None
+        offer = last_sys is not None and last_sys.action == A_OFFER
+        key = (text[:READ_CHARS], asked, offer)
+        hit = self._memo.get(key)          # a history re-reads the same turns on every reply
+        if hit is None:
+            if len(self._memo) >= 4096:
+                self._memo.clear()
+            hit = self._memo[key] = tuple(self._parse(text, asked, offer))
+        return list(hit)
+
+    def _parse(self, text: str, asked, offer: bool) -> list[tuple]:
+        t, fixed = self.speller.correct_text(normalise(text))
+        acts: list[tuple] = []
+        rest = self._times_and_people(t, asked, acts)
+        rest = self._names(rest, acts)
+        rest = self._constraints(rest, fixed, asked, acts)
+        for r in REQUESTABLE:
+            if self.request[r].search(rest):
+                acts.append(("request", r, None, 1.0))
+        return self._speech_acts(rest, acts, offer)
+
+    def _times_and_people(self, t: str, asked, acts: list) -> str:
+        found = set()
+        for pat, fn in _TIME_PATTERNS:
+            if pat is _MAKE_IT and asked == "people":     # "make it 10" answers "how many?"
+                continue
+            m = pat.search(t)
+            value = fn(m.groups()) if m else None
+            if value:
+                acts.append(("inform", "time", value, 0.95))
+                found.add("time")
+                t = t[:m.start()] + " " + t[m.end():]
+                break
+        for pat, fn in _PEOPLE_PATTERNS:
+            m = pat.search(t)
+            if m and 1 <= fn(m.groups()) <= 99:
+                acts.append(("inform", "people", str(fn(m.groups())), 0.95))
+                found.add("people")
+                t = t[:m.start()] + " " + t[m.end():]
+                break
+        if asked in BOOKING and asked not in found:
+            m = _BARE_NUMBER.search(t)
+            if m:
+                n = number(m.group(1))
+                value = (str(n) if 1 <= n <= 99 else None) if asked == "people" else hhmm(n, 0)
+                if value:
+                    acts.append(("inform", asked, value, 0.8))
+                    t = t[:m.start()] + " " + t[m.end():]
+        return t
+
+    def _names(self, t: str, acts: list) -> str:
+        for phrase, pat, i in self.names:
+            if phrase not in t:
+                continue
+            m = pat.search(t)
+            if m:
+                neg = _NEG_BEFORE.search(t[:m.start()])
+                acts.append(("reject_name" if neg else "name", None, i, 0.95))
+                t = t[:m.start()] + " | " + t[m.end():]
+        return t
+
+    def _constraints(self, t: str, fixed: dict, asked, acts: list) -> str:
+        t = _FANCY_VERB.sub(" ", t)          # "I fancy french": fancy is no price
+        t = self.acts["nobook"].sub(lambda m: (acts.append(("nobook", None, None, 1.0)), " | ")[1],
+                                    t)
+        for slot in CONSTRAINTS:
+            best, excluded = None, []
+            for phrase, pat, canonical, conf in self.values[slot]:
+                if phrase not in t:      # most phrases are absent: skip their regex
+                    continue
+                for m in pat.finditer(t):
+                    c = min([conf] + [fixed[w] for w in phrase.split() if w in fixed])
+                    if _NEG_BEFORE.search(t[:m.start()]):
+                        excluded.append((canonical, c))
+                    elif best is None or m.start() > best[0] or (m.start() == best[0]
+                                                                 and c > best[2]):
+                        best = (m.start(), canonical, c)
+            for canonical, c in excluded:
+                if best is None or best[1] != canonical:
+                    acts.append(("exclude", slot, canonical, c))
+            if best is None:
+                best = self._unknown_value(slot, t)
+            if best is not None:
+                acts.append(("inform", slot, best[1], best[2]))
+            elif not excluded and self.dontcare_slot[slot].search(t):
+                acts.append(("inform", slot, DONTCARE, 0.95))
+                t = self.dontcare_slot[slot].sub(" ", t)
+            elif slot == asked and not excluded and self.dontcare.search(t):
+                acts.append(("inform", slot, DONTCARE, 0.8))
+        return self.dontcare.sub(" ", t)
+
+    def _unknown_value(self, slot: str, t: str):
+        for w, pat in self.unknown[slot]:
+            m = pat.search(t) if w in t else None
+            if m and not _NEG_BEFORE.search(t[:m.start()]):
+                return (m.start(), w, 0.9)
+        if slot == "cuisine":
+            for m in self.generic_unknown.finditer(t):
+                w = m.group(1)
+                if w not in self.common and w not in self.speller.known \
+                        and not _NEG_BEFORE.search(t[:m.start()]):
+                    return (m.start(), w, 0.9)
+        return None
+
+    def _speech_acts(self, rest: str, acts: list, offer: bool = False) -> list:
+        """Yes/no/bye; after an offer, "no thanks" turns the offer down (it is no goodbye)."""
+        if self.acts["reqalts"].search(rest):
+            acts.append(("reqalts", None, None, 1.0))
+            rest = self.acts["reqalts"].sub(" ", rest)
+        content = any(a[0] != "nobook" for a in acts)
+        done = bool(self.acts["done"].search(rest)) or any(a[0] == "nobook" for a in acts) \
+            and not content
+        if done and offer and self.acts["negate"].search(rest) and not _BYE.search(rest):
+            done = False
+        if self.acts["negate"].search(rest) and not (done and not content):
+            acts.append(("negate", None, None, 1.0))
+        elif self.acts["affirm"].search(rest) and not (done and not content):
+            acts.append(("affirm", None, None, 1.0))
+        if done and not content:
+            acts.append(("done", None, None, 1.0))
+        return acts
+
+
+def no_act() -> SystemAct:
+    return SystemAct(A_NONE)
