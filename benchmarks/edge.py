@@ -3,34 +3,32 @@
     python -m benchmarks edge [--kinds text,image] [--repeats 100] [--rounds 5] [--no-tf]
 
 Each row runs in its own fresh subprocess, so import time and peak RSS are those of a process
-that does only that: ``import runtime`` (and for TensorFlow rows, TensorFlow + the checkpoint)
-+ the first ``generate`` (seconds), then ``--repeats`` timed calls (p50, p95, calls/s) and the
-process's peak RSS. Every row is measured ``--rounds`` times, the rows of a kind taking turns
-(fp32, int8, tensorflow, fp32, ...), so a slow spell of this shared machine hits all engines
-alike; the table pools the timed calls of all rounds (p50, p95, calls/s) and gives the median
-start-up and the largest peak RSS. The rows:
+that does only that: ``import runtime`` (and for TensorFlow rows, TensorFlow + the trainer's
+models) + ``runtime.load`` + the first ``generate`` (seconds), then ``--repeats`` timed calls
+(p50, p95, calls/s) and the process's peak RSS. Every row is measured ``--rounds`` times, the
+rows of a kind taking turns (fp32, int8, tensorflow, fp32, ...), so a slow spell of this shared
+machine hits all engines alike; the table pools the timed calls of all rounds (p50, p95,
+calls/s) and gives the median start-up and the largest peak RSS. The rows:
 
 - ``fp32`` / ``int8``: the runtime as shipped (onnxruntime, ``precision=``).
-- ``tensorflow``: the *same generation code* (runtime/<kind>.py) with every onnxruntime session
-  replaced by the trainer's ``tf.function`` on the same weights (the checkpoint in
-  ``runs/<kind>/full``, captured through ``trainer.export.capture_tf_functions``), so the
-  difference is the engine alone. That includes the models of other kinds a generation runs
-  (``USES``: video's first frames come from the image generator and classifier).
-  TensorFlow keeps its default threads (all cores; the runtime uses one).
+- ``tensorflow``: the *same generation code* (the kind's runtime model) with every session
+  built by :func:`tensorflow_factory` through the runtime's public hook
+  ``runtime.load(kind, session_factory=...)``: each role's TensorFlow function from the
+  trainer's per-kind factory ``trainer.<kind>.tf_functions(config, work_dir)``, on the
+  weights of the ``runs/<kind>/full`` checkpoint (without one: freshly initialised weights of
+  the same graphs, which cost the same; the table says which). The difference is the engine
+  alone, including the models of other kinds a generation runs (video's first frames come
+  from the image generator and classifier). TensorFlow keeps its default threads (all cores;
+  the runtime uses one).
 - ``tensorflow 1 thread``: the same, with one intra-op and one inter-op thread: the runtime's
   own layout, and faster than TensorFlow's default at these model sizes.
-- ``fp32 table read`` / ``tensorflow table read`` (level and music only): the engine's whole
-  work for these kinds, timed alone. Their runtime reads the Q-table through the engine once
-  per process (one ``run`` over every state) and then samples in numpy, so in their ``fp32`` and
-  ``tensorflow`` rows the engine never runs after the first call and both are the same numpy
-  code (~1x by construction). The table-read rows drop that cache and re-read the table on
-  every call (``read_table``: the engine call plus the runtime's checks of its output).
 
 The last column divides the faster TensorFlow row's p50 (default threads or one thread) by the
-row's p50 in the same mode (generation rows by ``tensorflow*``, table-read rows by
-``tensorflow* table read``); the issue's target is >= 3x. For
-level and music the target is judged on the table read, the only engine work they do.
-Writes ``benchmarks/results.md`` and prints the same table.
+row's p50; the target is >= 3x. Kinds in ``ENGINE_ONCE`` read their whole Q-table through the
+engine once per model and then sample in numpy: after the first call both engines run the same
+code, so their ratio is ~1x by construction and the target does not apply to them.
+``python -m benchmarks edge`` prints the table; ``python -m benchmarks`` (the runner) stores it
+in ``benchmarks/results.md``.
 """
 from __future__ import annotations
 
@@ -55,12 +53,10 @@ WORK = {
     "dialogue": {"history": ["I want cheap italian food in the north"]},
     "recommend": {"history": [3, 17, 42], "k": 5},
 }
-# models of other kinds a kind's generation runs (swapped to TensorFlow together with it)
-USES = {"video": ("image",)}
-# kinds whose runtime reads a Q-table through the engine once per session: reader in runtime.<kind>
-TABLE_KINDS = {"level": "q_table", "music": "_model"}
-TABLE_READ = " table read"
-TARGET = 3.0      # issue 8: runtime p50 <= 1/3 of TensorFlow's
+# kinds whose runtime reads a whole Q-table through the engine once per model, then samples in
+# numpy: no engine work per call after the first (the target does not apply)
+ENGINE_ONCE = ("level", "music")
+TARGET = 3.0      # runtime p50 <= 1/3 of TensorFlow's
 TF_ENGINES = ("tensorflow", "tensorflow 1 thread")   # TensorFlow's default threads, and one
 
 CHILD = r"""
@@ -74,27 +70,23 @@ def peak_rss_mb():
                 return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 kind, engine, repeats, opts = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
-table_read = engine.endswith(" table read")
-engine = engine.removesuffix(" table read")
 precision = "int8" if engine == "int8" else "fp32"
-if engine.startswith("tensorflow") or table_read:
+factory, weights = None, None
+if engine.startswith("tensorflow"):
     sys.path.insert(0, sys.argv[5])
     import benchmarks.edge as edge
-if engine.startswith("tensorflow"):
-    edge.use_tensorflow_engine(kind, threads=1 if engine == "tensorflow 1 thread" else None)
+    factory = edge.tensorflow_factory(threads=1 if engine == "tensorflow 1 thread" else None)
 import runtime
-def call(seed):
-    if table_read:
-        return edge.read_table(kind, precision)
-    out = runtime.generate(kind, seed=seed, precision=precision, **opts)
-    return list(out) if opts.get("stream") else out
-call(0)
+model = runtime.load(kind, precision=precision, session_factory=factory)
+model.generate(seed=0, **opts)
 first = time.perf_counter() - t0
 times = []
 for i in range(repeats):
-    t = time.perf_counter(); call(i + 1); times.append(time.perf_counter() - t)
+    t = time.perf_counter(); model.generate(seed=i + 1, **opts); times.append(time.perf_counter() - t)
 times.sort()
-print(json.dumps({"first_s": first, "times": times, "peak_rss_mb": peak_rss_mb()}))
+weights = factory.weights if factory is not None else None
+print(json.dumps({"first_s": first, "times": times, "peak_rss_mb": peak_rss_mb(),
+                  "tf_weights": weights}))
 """
 
 
@@ -134,60 +126,61 @@ class TFSession:
         return values
 
 
-def use_tensorflow_engine(kind: str, threads: int | None = None) -> None:
-    """Swap the runtime's sessions of ``kind``, and of the kinds it draws on (video's first
-    frames come from the image models), for the trainer's tf.functions (full weights).
-    ``threads``: TensorFlow's intra-op threads, with one inter-op thread (None: its defaults)."""
-    import tempfile
+class TensorFlowFactory:
+    """``factory(kind, role, precision)`` for ``runtime.load(kind, session_factory=...)``: a
+    :class:`TFSession` per role from ``trainer.<kind>.tf_functions`` (built once per kind, for
+    the kind asked and for the kinds its generation draws on). ``weights`` records, per kind,
+    whether the functions run the ``runs/<kind>/full`` checkpoint or fresh weights."""
 
+    def __init__(self, root: Path = ROOT):
+        self.root = Path(root)
+        self.sessions: dict = {}
+        self.weights: dict = {}
+
+    def __call__(self, kind: str, role: str, precision: str = "fp32"):
+        if kind not in self.weights:
+            self._build(kind)
+        if (kind, role) not in self.sessions:
+            raise KeyError(f"trainer.{kind}.tf_functions gives no {role!r} role")
+        return self.sessions[kind, role]
+
+    def _build(self, kind: str) -> None:
+        import tensorflow as tf
+
+        import runtime
+
+        module = importlib.import_module(f"trainer.{kind}")
+        if not hasattr(module, "tf_functions"):
+            raise NotImplementedError(f"trainer.{kind} has no tf_functions(config, work_dir) "
+                                      f"factory: no TensorFlow row for {kind}")
+        work = self.root / "runs" / kind / "full"
+        trained = (work / "checkpoints" / "checkpoint").exists()
+        if not trained:
+            print(f"note: no checkpoint in {work}: TensorFlow runs freshly initialised weights "
+                  f"of the same graphs (the same cost; `python -m trainer train {kind}` for the "
+                  f"trained ones)", file=sys.stderr)
+        functions = module.tf_functions(module.PROFILES["full"], work if trained else None)
+        shipped = runtime.info(kind)["files"]
+        for role, (fn, signature) in functions.items():
+            self.sessions[kind, role] = TFSession(
+                tf.function(fn, input_signature=signature), signature,
+                shipped.get(role, {}).get("outputs", []))
+        self.weights[kind] = "checkpoint" if trained else "untrained"
+
+
+def tensorflow_factory(threads: int | None = None, root: Path = ROOT) -> TensorFlowFactory:
+    """A session factory running the trainer's TensorFlow functions; ``threads``: TensorFlow's
+    intra-op threads, with one inter-op thread (None: its defaults)."""
     import tensorflow as tf
-
-    from runtime import registry
-    from trainer.__main__ import _module
-    from trainer.export import capture_tf_functions
 
     if threads is not None:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    sessions = {}
-    for k in (kind, *USES.get(kind, ())):
-        mod = _module(k)
-        work = ROOT / "runs" / k / "full"
-        if not work.is_dir() or not any(work.iterdir()):
-            print(f"note: nothing trained in {work}: the TensorFlow row needs the full-profile "
-                  f"weights (`python -m trainer train {k}`) and fails without them",
-                  file=sys.stderr)
-        with capture_tf_functions() as captured, tempfile.TemporaryDirectory() as tmp:
-            mod.export(mod.PROFILES["full"], work, Path(tmp))
-        shipped = registry.entry(k)["files"]
-        for (_, role), (fn, sig) in captured.items():
-            sessions[k, role] = TFSession(fn, sig, shipped.get(role, {}).get("outputs", []))
-    original = registry.session
-
-    def session(k, role, models_dir=None, precision="fp32"):
-        if (k, role) in sessions:
-            return sessions[k, role]
-        return original(k, role, models_dir, precision)
-
-    registry.session = session
+    return TensorFlowFactory(root)
 
 
-def read_table(kind: str, precision: str = "fp32"):
-    """Forget ``kind``'s Q-table and the sampling tables derived from it (runtime/level.py and
-    runtime/music.py cache both per session) and read the table through the engine again: the
-    work of the table-read rows."""
-    module = importlib.import_module(f"runtime.{kind}")
-    module._tables.clear()
-    module._cum_cache.clear()
-    return getattr(module, TABLE_KINDS[kind])(None, precision)
-
-
-def engines(kind: str, has_int8: bool, tf: bool) -> list[str]:
-    tf_rows = list(TF_ENGINES) if tf else []
-    rows = ["fp32"] + (["int8"] if has_int8 else []) + tf_rows
-    if kind in TABLE_KINDS:
-        rows += ["fp32" + TABLE_READ] + [e + TABLE_READ for e in tf_rows]
-    return rows
+def engines(has_int8: bool, tf: bool) -> list[str]:
+    return ["fp32"] + (["int8"] if has_int8 else []) + (list(TF_ENGINES) if tf else [])
 
 
 def measure(kind: str, engine: str, repeats: int) -> dict:
@@ -219,7 +212,8 @@ def pool_runs(results: list[dict]) -> dict:
     return {"first_s": starts[len(starts) // 2], "p50_s": times[len(times) // 2],
             "p95_s": times[min(len(times) - 1, int(0.95 * len(times)))],
             "per_s": len(times) / sum(times),
-            "peak_rss_mb": max(r["peak_rss_mb"] for r in results), "rounds": len(results)}
+            "peak_rss_mb": max(r["peak_rss_mb"] for r in results), "rounds": len(results),
+            "tf_weights": results[0].get("tf_weights")}
 
 
 def sizes(kind: str) -> tuple[int, int | None]:
@@ -237,48 +231,85 @@ def sizes(kind: str) -> tuple[int, int | None]:
     return fp32, int8
 
 
-def _p50_ratio(results: dict, engine: str, mode: str = "") -> float | None:
-    """The faster TensorFlow row's p50 (``mode``: "" or TABLE_READ) over ``engine``'s."""
-    tf = [results[e + mode]["p50_s"] for e in TF_ENGINES if "p50_s" in results.get(e + mode, {})]
+def _p50_ratio(results: dict, engine: str) -> float | None:
+    """The faster TensorFlow row's p50 over ``engine``'s (None without both)."""
+    tf = [results[e]["p50_s"] for e in TF_ENGINES if "p50_s" in results.get(e, {})]
     row = results.get(engine, {})
     return min(tf) / row["p50_s"] if tf and "p50_s" in row else None
 
 
 def _row_ratio(results: dict, engine: str) -> float | None:
-    """The faster TensorFlow p50 over this row's, TensorFlow taken in the same mode."""
-    if engine.removesuffix(TABLE_READ) in TF_ENGINES:
-        return None
-    return _p50_ratio(results, engine, TABLE_READ if engine.endswith(TABLE_READ) else "")
+    return None if engine in TF_ENGINES else _p50_ratio(results, engine)
 
 
 def _target_line(measured: dict) -> str:
-    """Which kinds' runtime fp32 meets the target. Level and music are judged on the table
-    read, the only engine work they do; their generation rows are ~1x by construction."""
-    met, missed = [], []
+    """Which kinds' runtime fp32 meets the target; ``ENGINE_ONCE`` kinds are listed apart
+    (no engine work per call: ~1x by construction)."""
+    met, missed, once = [], [], []
     for kind, results in measured.items():
-        generation = _p50_ratio(results, "fp32")
-        if generation is None:
+        ratio = _p50_ratio(results, "fp32")
+        if ratio is None:
             continue
         int8 = _p50_ratio(results, "int8")
-        figures = f"{generation:.1f}x" + (f", int8 {int8:.1f}x" if int8 else "")
-        ratio = generation
-        if kind in TABLE_KINDS:
-            ratio = _p50_ratio(results, "fp32" + TABLE_READ, TABLE_READ) or 0.0
-            figures = (f"table read {ratio:.1f}x; generation {generation:.1f}x, the same numpy "
-                       f"code in both")
-        (met if ratio >= TARGET else missed).append(f"{kind} ({figures})")
-    if not (met or missed):
+        figures = f"{kind} ({ratio:.1f}x" + (f", int8 {int8:.1f}x" if int8 else "") + ")"
+        if kind in ENGINE_ONCE:
+            once.append(figures)
+        else:
+            (met if ratio >= TARGET else missed).append(figures)
+    if not (met or missed or once):
         return "Target: not measured (no TensorFlow rows)."
-    text = (f"Target (issue 8): runtime fp32 p50 <= 1/3 of TensorFlow's, the faster of its "
-            f"default threads and one thread (level and music: of the engine's work, the table "
-            f"read). Met by {', '.join(met) or 'none'}.")
+    text = (f"Target: runtime fp32 p50 <= 1/3 of TensorFlow's, the faster of its default "
+            f"threads and one thread. Met by {', '.join(met) or 'none'}.")
     if missed:
         text += f" Not met by {', '.join(missed)}."
+    if once:
+        text += (f" Not applicable to {', '.join(once)}: they read their Q-table through the "
+                 f"engine once per model, then both rows run the same numpy code.")
     return text
+
+
+def _weights_line(measured: dict) -> str:
+    """Which weights the TensorFlow rows ran, per kind."""
+    seen: dict = {}
+    for results in measured.values():
+        for engine in TF_ENGINES:
+            seen.update(results.get(engine, {}).get("tf_weights") or {})
+    if not seen:
+        return ""
+    return ("TensorFlow weights: " + ", ".join(f"{k} {v}" for k, v in sorted(seen.items()))
+            + " (untrained: no runs/<kind>/full checkpoint here; the same graphs and cost).\n")
 
 
 def _fmt_ms(s):
     return f"{s * 1000:.2f}" if s is not None else "-"
+
+
+def table(measured: dict, sizes_of: dict, repeats: int, rounds: int) -> str:
+    """The markdown table of ``measured`` (kind -> row -> pooled results)."""
+    kinds = list(measured)
+    header = (f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} "
+              f"({os.cpu_count()} cores, Python {platform.python_version()}), {rounds} "
+              f"processes per row (the rows of a kind taking turns), {repeats} timed "
+              f"calls after the first in each. Work per call: "
+              + "; ".join(f"{k}: {json.dumps(WORK[k])}" for k in kinds) + ".\n\n"
+              + _target_line(measured) + "\n" + _weights_line(measured))
+    lines = [header,
+             "| kind | engine | model bytes | import + first result s | p50 ms | p95 ms | "
+             "calls/s | peak RSS MB | faster TF p50 / this p50 |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for kind, results in measured.items():
+        fp32_bytes, int8_bytes = sizes_of[kind]
+        for engine, r in results.items():
+            nbytes = int8_bytes if engine == "int8" else fp32_bytes
+            if "error" in r:
+                lines.append(f"| {kind} | {engine} | {nbytes or '-'} | error: {r['error']} "
+                             f"| | | | | |")
+                continue
+            ratio = _row_ratio(results, engine)
+            lines.append(f"| {kind} | {engine} | {nbytes:,} | {r['first_s']:.2f} "
+                         f"| {_fmt_ms(r['p50_s'])} | {_fmt_ms(r['p95_s'])} | {r['per_s']:.1f} "
+                         f"| {r['peak_rss_mb']:.0f} | {'' if ratio is None else f'{ratio:.1f}x'} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
@@ -287,43 +318,21 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=100, help="timed calls per process")
     parser.add_argument("--rounds", type=int, default=5,
                         help="processes per row, the rows taking turns")
-    parser.add_argument("--no-tf", action="store_true", help="skip the TensorFlow column")
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results.md"))
+    parser.add_argument("--no-tf", action="store_true", help="skip the TensorFlow rows")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     import runtime
 
     kinds = args.kinds.split(",") if args.kinds else runtime.available()
-    rows, measured = [], {}
+    measured, sizes_of = {}, {}
     for kind in kinds:
-        fp32_bytes, int8_bytes = sizes(kind)
-        results = measured[kind] = measure_kind(
-            kind, engines(kind, bool(int8_bytes), not args.no_tf), args.repeats, args.rounds)
-        for engine, r in results.items():
-            ratio = _row_ratio(results, engine)
-            rows.append((kind, engine, fp32_bytes if engine != "int8" else int8_bytes, r,
-                         f"{ratio:.1f}x" if ratio is not None else ""))
-            print(kind, engine, json.dumps(r), rows[-1][-1], file=sys.stderr)
-    header = (f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} "
-              f"({os.cpu_count()} cores, Python {platform.python_version()}), {args.rounds} "
-              f"processes per row (the rows of a kind taking turns), {args.repeats} timed "
-              f"calls after the first in each. Work per call: "
-              + "; ".join(f"{k}: {json.dumps(WORK[k])}" for k in kinds) + ".\n\n"
-              + _target_line(measured) + "\n")
-    lines = [header,
-             "| kind | engine | model bytes | import + first result s | p50 ms | p95 ms | "
-             "calls/s | peak RSS MB | faster TF p50 (same mode) / this p50 |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for kind, engine, nbytes, r, ratio in rows:
-        if "error" in r:
-            lines.append(f"| {kind} | {engine} | {nbytes or '-'} | error: {r['error']} | | | | | |")
-            continue
-        lines.append(f"| {kind} | {engine} | {nbytes:,} | {r['first_s']:.2f} | {_fmt_ms(r['p50_s'])} "
-                     f"| {_fmt_ms(r['p95_s'])} | {r['per_s']:.1f} | {r['peak_rss_mb']:.0f} | {ratio} |")
-    table = "\n".join(lines) + "\n"
-    print(table)
-    Path(args.out).write_text("# Edge benchmark\n\n" + table)
-    print(f"wrote {args.out}")
+        sizes_of[kind] = sizes(kind)
+        measured[kind] = measure_kind(kind, engines(bool(sizes_of[kind][1]), not args.no_tf),
+                                      args.repeats, args.rounds)
+        for engine, r in measured[kind].items():
+            print(kind, engine, json.dumps({k: v for k, v in r.items() if k != "times"}),
+                  file=sys.stderr)
+    print(table(measured, sizes_of, args.repeats, args.rounds))
     return 0
 
 

@@ -6,13 +6,14 @@ from the training checkpoint), side by side.
                                        [--seconds 2] [--threads 1]
 
 Rows:
-  image  batch 1 / batch 64  images per second: runtime.generate("image", n=B) vs
-         tf.function(g_ema)([z, label]) for the same batch (both include drawing z and labels;
-         the runtime also converts to uint8).
+  image  batch 1 / batch 64  images per second: runtime.generate("image", n=B) vs the
+         trainer's generator function (trainer.image.tf_functions) for the same batch (both
+         include drawing z and labels; the runtime also converts to uint8).
   image  batch 64, quality=1  images/s with discriminator rejection sampling (the class head
          and the density ratio, 32 candidates per image).
   video  frames per second: runtime.generate("video", frames=64) (incl. first frames from the
-         image GAN) vs a tf.function step loop rolling the trained step model for 64 frames.
+         image GAN) vs a tf.function loop rolling the trainer's step function
+         (trainer.video.tf_functions) for 64 frames.
 Both sides use ``--threads`` intra-op threads (default 1, the runtime's default).
 """
 from __future__ import annotations
@@ -38,23 +39,75 @@ def _rate(fn, items: int, seconds: float) -> float:
             return items * n / dt
 
 
-def _tf_models(runs: Path, profile: str):
-    """The trained Keras generators from the checkpoints, or None where absent."""
+def _tf_functions(runs: Path, profile: str) -> dict:
+    """kind -> its trainer's TensorFlow function (image: the generator, video: the step model)
+    on the checkpoint's weights; a kind without a checkpoint or TensorFlow is left out."""
+    import tensorflow as tf
+
+    from trainer import image as timage
+    from trainer import video as tvideo
+
     out = {}
-    try:
-        from trainer import image as timage
-        out["image"] = timage.load_trained(timage.PROFILES[profile], runs / "image" / profile)
-    except Exception as exc:  # no checkpoint / no TensorFlow: runtime column only
-        print(f"(image TF side unavailable: {exc})", file=sys.stderr)
-    try:
-        from trainer import video as tvideo
-        cfg = tvideo.PROFILES[profile]
-        g = tvideo.build_step_generator(cfg, name="step_hard")   # the exported (hard) graph
-        g.set_weights(tvideo.load_trained(cfg, runs / "video" / profile).g.get_weights())
-        out["video"] = (g, cfg)
-    except Exception as exc:
-        print(f"(video TF side unavailable: {exc})", file=sys.stderr)
+    for kind, module, role in (("image", timage, "generator"), ("video", tvideo, "step")):
+        try:
+            fn, sig = module.tf_functions(module.PROFILES[profile], runs / kind / profile)[role]
+        except Exception as exc:  # no checkpoint / no TensorFlow: runtime column only
+            print(f"({kind} TF side unavailable: {exc})", file=sys.stderr)
+            continue
+        out[kind] = (tf.function(fn, input_signature=sig), sig)
     return out
+
+
+def _image_rows(models: Path, tf_fns: dict, seconds: float, seed) -> list:
+    import runtime
+
+    rows = []
+    for batch in (1, 64):
+        rt = _rate(lambda: runtime.generate("image", n=batch, seed=next(seed), models_dir=models),
+                   batch, seconds)
+        tfr = None
+        if "image" in tf_fns:
+            fn, sig = tf_fns["image"]
+            zd = sig[0].shape[-1]
+            rng = np.random.default_rng(0)
+
+            def tf_batch(batch=batch):
+                z = rng.standard_normal((batch, zd), dtype=np.float32)
+                y = rng.integers(0, 10, batch).astype(np.int64)
+                return fn(z, y).numpy()
+            tfr = _rate(tf_batch, batch, seconds)
+        rows.append((f"image, batch {batch}", "images/s", rt, tfr))
+    rt = _rate(lambda: runtime.generate("image", n=64, quality=1.0, seed=next(seed),
+                                        models_dir=models), 64, seconds)
+    rows.append(("image, batch 64, quality=1", "images/s", rt, None))
+    return rows
+
+
+def _video_row(models: Path, tf_fns: dict, seconds: float, seed, frames: int = 64) -> tuple:
+    import runtime
+
+    rt = _rate(lambda: runtime.generate("video", frames=frames, seed=next(seed),
+                                        models_dir=models), frames, seconds)
+    tfr = None
+    if "video" in tf_fns:
+        import tensorflow as tf
+
+        step, sig = tf_fns["video"]
+        c = sig[0].shape[1]
+
+        @tf.function
+        def roll(ctx):
+            outs = []
+            for _ in range(frames - 2):
+                nxt = step(ctx, tf.random.normal((1, c, c, 1)))[..., None]
+                outs.append(nxt)
+                ctx = tf.concat([ctx[..., 1:2], nxt], -1)
+            return tf.concat(outs, -1)
+
+        start = tf.constant(np.random.default_rng(0).uniform(-1, 1, (1, c, c, 2))
+                            .astype(np.float32))
+        tfr = _rate(lambda: roll(start).numpy(), frames, seconds)
+    return (f"video, {frames} frames", "frames/s", rt, tfr)
 
 
 def main(argv=None) -> int:
@@ -69,72 +122,24 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import runtime
-    from runtime import registry
 
-    registry.configure(threads=args.threads)
+    runtime.configure(threads=args.threads)
     models = Path(args.models)
     have = runtime.available(models)
     if "image" not in have:
         print(f"no image model in {models}: python -m trainer train image", file=sys.stderr)
         return 1
-
-    tf_models = {}
+    tf_fns = {}
     if not args.no_tf:
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-        tf_models = _tf_models(Path(args.runs), args.profile)
-
-    rows = []
+        tf_fns = _tf_functions(Path(args.runs), args.profile)
     seed = iter(range(10**6))
-    for batch in (1, 64):
-        rt = _rate(lambda: runtime.generate("image", n=batch, seed=next(seed), models_dir=models),
-                   batch, args.seconds)
-        tfr = None
-        if "image" in tf_models:
-            import tensorflow as tf
-
-            g = tf_models["image"].g_ema
-            zd = g.inputs[0].shape[-1]
-            fn = tf.function(lambda z, y: g([z, y], training=False))
-            rng = np.random.default_rng(0)
-
-            def tf_batch(batch=batch):
-                z = rng.standard_normal((batch, zd), dtype=np.float32)
-                y = rng.integers(0, 10, batch).astype(np.int64)
-                return fn(tf.constant(z), tf.constant(y)).numpy()
-            tfr = _rate(tf_batch, batch, args.seconds)
-        rows.append((f"image, batch {batch}", "images/s", rt, tfr))
-    rt = _rate(lambda: runtime.generate("image", n=64, quality=1.0, seed=next(seed),
-                                        models_dir=models), 64, args.seconds)
-    rows.append(("image, batch 64, quality=1", "images/s", rt, None))
-
+    rows = _image_rows(models, tf_fns, args.seconds, seed)
     if "video" in have:
-        frames = 64
-        rt = _rate(lambda: runtime.generate("video", frames=frames, seed=next(seed),
-                                            models_dir=models), frames, args.seconds)
-        tfr = None
-        if "video" in tf_models:
-            import tensorflow as tf
-
-            g, vcfg = tf_models["video"]
-            c = vcfg.canvas
-
-            @tf.function
-            def roll(ctx):
-                outs = []
-                for _ in range(frames - 2):
-                    nxt = g([ctx, tf.random.normal((1, c, c, 1))], training=False)[0]
-                    outs.append(nxt)
-                    ctx = tf.concat([ctx[..., 1:2], nxt], -1)
-                return tf.concat(outs, -1)
-
-            start = tf.constant(np.random.default_rng(0).uniform(-1, 1, (1, c, c, 2))
-                                .astype(np.float32))
-            tfr = _rate(lambda: roll(start).numpy(), frames, args.seconds)
-        rows.append((f"video, {frames} frames", "frames/s", rt, tfr))
-
+        rows.append(_video_row(models, tf_fns, args.seconds, seed))
     print(f"\nGAN generation speed (threads={args.threads}; runtime = numpy + onnxruntime "
           f"{__import__('onnxruntime').__version__})")
     print(f"{'case':30s} {'unit':9s} {'runtime':>10s} {'TensorFlow':>11s} {'runtime/TF':>11s}")

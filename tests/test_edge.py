@@ -1,4 +1,5 @@
-"""Edge deployment: ORT-format export, low-resource mode, int8 variants listed with metrics."""
+"""Edge deployment: low-resource mode, lazy loading, int8 variants, the graph rewrites behind
+the shipped graphs, and the edge benchmark's bookkeeping."""
 import shutil
 
 import numpy as np
@@ -13,33 +14,63 @@ def _same(a, b):
     return np.array_equal(a, b) if isinstance(a, np.ndarray) else a == b
 
 
+class Recorder:
+    """A session factory (the runtime's public hook) that builds the usual verified sessions
+    and records what it was asked for."""
+
+    def __init__(self):
+        self.calls, self.sessions = [], []
+
+    def __call__(self, kind, role, precision):
+        self.calls.append((kind, role, precision))
+        sess = registry.load_session(kind, role, None, precision)
+        self.sessions.append(sess)
+        return sess
+
+
+def _int8_keys(metrics, prefix="") -> list[str]:
+    """Every metric key path that names int8 (nested dicts walked)."""
+    out = []
+    for key, value in metrics.items():
+        path = f"{prefix}{key}"
+        if "int8" in str(key):
+            out.append(path)
+        if isinstance(value, dict):
+            out += _int8_keys(value, path + ".")
+    return out
+
+
 def test_low_resource_mode_gives_identical_results():
     kinds = shipped_kinds()
     if not kinds:
         pytest.skip("no shipped models")
-    expected = {k: runtime.generate(k, seed=5) for k in kinds}
+    expected = {k: runtime.load(k).generate(seed=5) for k in kinds}
+    recorder = Recorder()
     try:
-        registry.clear_cache()
         runtime.configure(threads=1, low_memory=True)
         for k in kinds:
-            assert _same(runtime.generate(k, seed=5), expected[k]), k
-        sess_opts = next(iter(registry._sessions.values())).get_session_options()
-        assert sess_opts.enable_cpu_mem_arena is False and sess_opts.intra_op_num_threads == 1
+            assert _same(runtime.load(k, session_factory=recorder).generate(seed=5),
+                         expected[k]), k
     finally:
         runtime.configure(threads=1, low_memory=False)
-        registry.clear_cache()
+    assert recorder.sessions
+    for sess in recorder.sessions:
+        opts = sess.get_session_options()
+        assert opts.enable_cpu_mem_arena is False and opts.intra_op_num_threads == 1
     with pytest.raises(ValueError, match="threads"):
         runtime.configure(threads=0)
 
 
 def test_models_load_lazily():
     kinds = shipped_kinds()
-    if len(kinds) < 2:
-        pytest.skip("needs two kinds")
-    registry.clear_cache()
-    runtime.generate(kinds[0], seed=0)
-    loaded = {key[1].split("-")[0] for key in registry._sessions}
-    assert loaded <= {kinds[0], "image"}   # video may reuse the image generator
+    if not kinds:
+        pytest.skip("no shipped models")
+    recorder = Recorder()
+    model = runtime.load(kinds[0], session_factory=recorder)
+    assert recorder.calls == []                        # loading reads the manifest only
+    model.generate(seed=0)
+    assert recorder.calls and {k for k, _, _ in recorder.calls} <= {kinds[0], "image"}  # video
+    model.close()
 
 
 def test_int8_variants_are_listed_with_size_and_quality():
@@ -52,9 +83,12 @@ def test_int8_variants_are_listed_with_size_and_quality():
         for role, f in files.items():
             if role.endswith("_int8"):
                 assert f["bytes"] < files[role[:-5]]["bytes"], f"{kind}: int8 not smaller"
-        assert "int8" in str(runtime.info(kind)["metrics"]), f"{kind}: no int8 quality metric"
-        out = runtime.generate(kind, seed=1, precision="int8")
-        assert out is not None
+        assert _int8_keys(runtime.info(kind)["metrics"]), f"{kind}: no int8 quality metric"
+        fp32 = runtime.load(kind).generate(seed=1)
+        int8 = runtime.load(kind, precision="int8").generate(seed=1)
+        assert type(int8) is type(fp32), kind
+        if isinstance(fp32, np.ndarray):
+            assert int8.shape == fp32.shape and int8.dtype == fp32.dtype, kind
 
 
 @pytest.mark.tf
@@ -75,30 +109,30 @@ def test_ort_export_writes_loadable_models_and_operator_config(tmp_path, exporte
 
 
 def test_int8_generation_runs_the_int8_files():
-    """precision="int8" loads the `<role>_int8` model (text: dynamic, image: static QDQ); the
+    """precision="int8" asks for the int8 sessions (text: dynamic, image: static QDQ); the
     image variant stays close to fp32 and both are deterministic by seed."""
     kinds = [k for k in ("text", "image") if k in shipped_kinds()
              and any(r.endswith("_int8") for r in runtime.info(k)["files"])]
     if not kinds:
         pytest.skip("no int8 text or image model shipped")
     for kind in kinds:
-        files = runtime.info(kind)["files"]
-        role = next(r for r in files if r.endswith("_int8"))
-        registry.clear_cache()
-        out = runtime.generate(kind, seed=3, precision="int8")
-        assert {key[1] for key in registry._sessions} == {files[role]["file"]}, kind
-        assert _same(runtime.generate(kind, seed=3, precision="int8"), out)
+        recorder = Recorder()
+        model = runtime.load(kind, precision="int8", session_factory=recorder)
+        out = model.generate(seed=3)
+        assert recorder.calls and {p for _, _, p in recorder.calls} == {"int8"}, kind
+        assert _same(model.generate(seed=3), out)
     if "image" in kinds:
         fp32 = runtime.generate("image", n=32, seed=4).astype(np.float32)
         int8 = runtime.generate("image", n=32, seed=4, precision="int8")
         assert np.abs(fp32 - int8).mean() < 3          # same digits, ~1 grey level of error
+        assert not np.array_equal(fp32, int8)          # and really the int8 files
         assert "static" in runtime.info("image")["files"]["generator_int8"]["quantization"]
-        files = runtime.info("image")["files"]
-        if "classifier_int8" in files:          # quality > 0 scores candidates in int8 too
-            registry.clear_cache()
-            picked = runtime.generate("image", n=4, quality=1.0, seed=5, precision="int8")
-            used = {key[1] for key in registry._sessions}
-            assert used == {files["generator_int8"]["file"], files["classifier_int8"]["file"]}
+        if "classifier_int8" in runtime.info("image")["files"]:   # quality > 0 in int8 too
+            recorder = Recorder()
+            picked = runtime.load("image", precision="int8", session_factory=recorder).generate(
+                n=4, quality=1.0, seed=5)
+            assert {(r, p) for _, r, p in recorder.calls} == {("generator", "int8"),
+                                                              ("classifier", "int8")}
             assert picked.shape == (4, 28, 28)
 
 
@@ -135,7 +169,7 @@ def _run(model, z):
 
 def test_subpixel_rewrite_is_exact():
     onnx = pytest.importorskip("onnx")
-    from trainer.export import subpixel_conv_transpose
+    from trainer.graph_rewrites import subpixel_conv_transpose
 
     z = np.random.default_rng(1).standard_normal((5, 8)).astype(np.float32)
     model = _toy_generator(onnx)
@@ -181,11 +215,11 @@ def _toy_decoder(onnx, odd: bool = False):
 
 
 def test_upsampling_folded_into_the_decoder_conv_is_exact():
-    """trainer.export.fold_upsampling_into_convs: the 3x3 Conv over [upsampled low, skip]
+    """trainer.graph_rewrites.fold_upsampling_into_convs: the 3x3 Conv over [upsampled low, skip]
     becomes a 4x4/2 ConvTranspose of low plus a 3x3 Conv of the skip, the same numbers; a
     Resize with other pixel centres is left alone."""
     onnx = pytest.importorskip("onnx")
-    from trainer.export import fold_upsampling_into_convs
+    from trainer.graph_rewrites import fold_upsampling_into_convs
 
     z = np.random.default_rng(4).standard_normal((3, 8)).astype(np.float32)
     want = _run(_toy_decoder(onnx), z)
@@ -230,34 +264,60 @@ def test_benchmark_pools_the_rounds_of_a_row():
     assert pool_runs(rounds + [{"error": "boom"}]) == {"error": "boom"}
 
 
-def test_benchmark_judges_table_kinds_on_the_table_read():
-    """benchmarks/edge.py: level and music meet the target on the engine's work (the table
-    read), whatever their ~1x generation rows say; other kinds on generation; the reference is
-    the faster of TensorFlow's two rows (default threads, one thread)."""
-    import runtime.level
-    from benchmarks.edge import _target_line, engines, read_table
+def test_benchmark_target_line_and_rows():
+    """benchmarks/edge.py: the target is judged against the faster of TensorFlow's two rows
+    (default threads, one thread); kinds that read their Q-table once per model (~1x by
+    construction) are listed apart, not as met or missed."""
+    from benchmarks.edge import _target_line, engines
 
     def row(ms):
         return {"p50_s": ms / 1000}
 
     measured = {
         "image": {"fp32": row(0.5), "tensorflow": row(1.6), "tensorflow 1 thread": row(1.0)},
-        "level": {"fp32": row(0.5), "tensorflow": row(0.5), "tensorflow 1 thread": row(0.5),
-                  "fp32 table read": row(0.1), "tensorflow table read": row(0.4),
-                  "tensorflow 1 thread table read": row(0.6)},
-        "music": {"fp32": row(0.1), "tensorflow": row(0.1), "tensorflow 1 thread": row(0.1),
-                  "fp32 table read": row(0.1), "tensorflow table read": row(0.2),
-                  "tensorflow 1 thread table read": row(0.35)},
+        "video": {"fp32": row(1.0), "int8": row(0.5), "tensorflow": row(4.0),
+                  "tensorflow 1 thread": row(3.5)},
+        "level": {"fp32": row(0.5), "tensorflow": row(0.5), "tensorflow 1 thread": row(0.5)},
     }
     line = _target_line(measured)
-    met, missed = line.split(" Met by ")[1].split(" Not met by ")
-    assert met.startswith("level (table read 4.0x") and "image" not in met and "music" not in met
-    assert "image (2.0x)" in missed and "music (table read 2.0x" in missed
-    assert engines("level", False, True)[-3:] == [
-        "fp32 table read", "tensorflow table read", "tensorflow 1 thread table read"]
-    assert engines("image", True, True) == ["fp32", "int8", "tensorflow", "tensorflow 1 thread"]
-    assert engines("text", True, False) == ["fp32", "int8"]
-    # the table-read rows really re-read the table through the engine on every call
-    first = read_table("level")
-    assert first.shape == (runtime.level.N_STATES, runtime.level.N_ACTIONS)
-    assert read_table("level") is not first and np.array_equal(read_table("level"), first)
+    assert "Met by video (3.5x, int8 7.0x)." in line
+    assert "Not met by image (2.0x)." in line
+    assert "Not applicable to level (1.0x)" in line
+    assert engines(True, True) == ["fp32", "int8", "tensorflow", "tensorflow 1 thread"]
+    assert engines(False, False) == ["fp32"]
+    assert _target_line({"text": {"fp32": row(1.0)}}).startswith("Target: not measured")
+
+
+def test_benchmark_runner_keeps_one_section_per_benchmark(tmp_path):
+    """benchmarks/__main__.py writes the results file: a run replaces its own section (with
+    its command line) and keeps the others'."""
+    from benchmarks.__main__ import save_section, sections
+
+    path = tmp_path / "results.md"
+    save_section("edge", ["--rounds", "1"], "| a | b |\n| --- | --- |\n| 1 | 2 |\n", path)
+    save_section("fastcore", [], "steps/s 123\n", path)
+    save_section("edge", ["--rounds", "2"], "| a | b |\n| --- | --- |\n| 3 | 4 |\n", path)
+    found = sections(path.read_text())
+    assert sorted(found) == ["edge", "fastcore"]
+    assert "`python -m benchmarks edge --rounds 2`" in found["edge"] and "| 3 | 4 |" in found["edge"]
+    assert "| 1 | 2 |" not in found["edge"]
+    assert "```\nsteps/s 123\n```" in found["fastcore"]
+
+
+@pytest.mark.tf
+def test_benchmark_runs_the_runtime_on_tensorflow(tmp_path):
+    """The edge benchmark's TensorFlow rows: the image model's generation code with every
+    session a TensorFlow function from trainer.image.tf_functions, plugged in through
+    runtime.load(session_factory=...); without a checkpoint, fresh weights of the same graphs."""
+    if "image" not in shipped_kinds():
+        pytest.skip("no shipped image model")
+    from benchmarks.edge import TFSession, tensorflow_factory
+
+    factory = tensorflow_factory(threads=1, root=tmp_path)
+    model = runtime.load("image", session_factory=factory)
+    x = model.generate(n=3, quality=1.0, seed=2)
+    assert x.shape == (3, 28, 28) and x.dtype == np.uint8
+    np.testing.assert_array_equal(model.generate(n=3, quality=1.0, seed=2), x)
+    assert factory.weights == {"image": "untrained"}
+    assert isinstance(model.session("generator"), TFSession)
+    assert not np.array_equal(x, runtime.generate("image", n=3, quality=1.0, seed=2))

@@ -82,6 +82,19 @@ def is_chief(strategy=None) -> bool:
     return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
 
 
+def distributed_step(strategy, step):
+    """``step`` run on every replica of ``strategy`` in one ``tf.function``, each of its outputs
+    summed over the replicas (the losses are already divided by the replica count)."""
+    import tensorflow as tf
+
+    @tf.function
+    def run(*args):
+        return [strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                for v in strategy.run(step, args=args)]
+
+    return run
+
+
 # ---------------------------------------------------------------------------- checkpoints
 class Checkpointer:
     """``tf.train.CheckpointManager`` over the given trackables plus a ``step`` counter.

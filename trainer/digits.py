@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -276,20 +275,3 @@ def sample_metrics(clf: DigitClassifier, samples: np.ndarray, ref_feats: np.ndar
 def uint8_to_unit(x: np.ndarray) -> np.ndarray:
     """Runtime uint8 images (0 background .. 255 ink) -> float32 in [-1, 1]."""
     return np.asarray(x, np.float32) / 127.5 - 1.0
-
-
-def save_grid_png(path: Path, images: np.ndarray, cols: int = 8) -> None:
-    """uint8 (N, H, W) -> one grayscale PNG grid (matplotlib/Pillow on the trainer side)."""
-    from PIL import Image
-
-    n, h, w = images.shape
-    rows = (n + cols - 1) // cols
-    grid = np.zeros((rows * (h + 2) + 2, cols * (w + 2) + 2), np.uint8) + 64
-    for i in range(n):
-        r, c = divmod(i, cols)
-        grid[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + c * (w + 2):2 + c * (w + 2) + w] = images[i]
-    Image.fromarray(grid).save(path)
-
-
-def dump_json(path: Path, obj) -> None:
-    Path(path).write_text(json.dumps(obj, indent=2))

@@ -22,39 +22,10 @@ import numpy as np
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 PARITY_TOL = 1e-4
-_NP_DTYPES = {"float32": np.float32, "float64": np.float64, "int64": np.int64, "int32": np.int32,
-              "uint8": np.uint8, "bool": np.bool_}
 
 
 class ExportError(RuntimeError):
     """The exported model does not reproduce TensorFlow, or fails the ONNX checker."""
-
-
-# When set (see capture_tf_functions), exports record their TensorFlow functions instead of
-# converting and writing anything: benchmarks use this to run the runtime's own generation
-# loop with TensorFlow as the engine, on the same weights.
-_capture: dict | None = None
-
-
-@contextlib.contextmanager
-def capture_tf_functions():
-    """Within this block a kind's ``export()`` writes nothing and fills the yielded dict with
-    ``(kind, role) -> (tf.function, input_signature)``."""
-    global _capture
-    previous, _capture = _capture, {}
-    try:
-        yield _capture
-    finally:
-        _capture = previous
-
-
-def capturing() -> bool:
-    """True inside ``capture_tf_functions()``: exports may skip work that only feeds files."""
-    return _capture is not None
-
-
-def _captured_entry(kind: str, role: str) -> dict:
-    return {"file": f"{kind}-{role}-captured", "sha256": "", "bytes": 0}
 
 
 # ---------------------------------------------------------------------------- atomic files
@@ -88,10 +59,6 @@ def _write_addressed(data: bytes, *, kind: str, role: str, ext: str, out_dir: Pa
 
 
 # ---------------------------------------------------------------------------- ONNX export
-def _spec_shape(spec) -> list:
-    return [None if d is None else int(d) for d in spec.shape]
-
-
 def _random_inputs(input_signature, rng: np.random.Generator) -> list[np.ndarray]:
     arrays = []
     for spec in input_signature:
@@ -165,9 +132,6 @@ def export_tf_function(fn, input_signature, *, kind: str, role: str, out_dir, sa
         if not spec.name:
             raise ValueError("every TensorSpec in input_signature needs a name (the ONNX input name)")
     tf_fn = tf.function(fn, input_signature=input_signature)  # fine if fn already is one
-    if _capture is not None:
-        _capture[(kind, role)] = (tf_fn, input_signature)
-        return _captured_entry(kind, role)
     import tf2onnx
 
     model_proto, _ = tf2onnx.convert.from_function(tf_fn, input_signature=input_signature,
@@ -187,9 +151,8 @@ def export_rewritten(entry: dict, rewrite, fn, input_signature, *, kind: str, ro
                      out_dir, samples: list[list[np.ndarray]], tol: float = PARITY_TOL) -> dict:
     """Rewrite an exported ONNX graph for speed (``rewrite``: ModelProto -> ModelProto, the same
     function), check the result against TensorFlow like :func:`export_tf_function` and write it
-    as ``role``. The source file stays on disk until the manifest stops referencing it."""
-    if _capture is not None:
-        return _captured_entry(kind, role)
+    as ``role``. The source file stays on disk until the manifest stops referencing it.
+    Rewrites live in :mod:`trainer.graph_rewrites`."""
     import onnx
     import tensorflow as tf
 
@@ -231,8 +194,6 @@ def export_onnx_bytes(model_proto, *, kind: str, role: str, out_dir, opset: int)
 
 def quantize_int8(entry: dict, *, kind: str, role: str, out_dir, op_types=None) -> dict:
     """Dynamic int8 quantization (weights int8, activations quantized on the fly)."""
-    if _capture is not None:
-        return _captured_entry(kind, role)
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -259,15 +220,16 @@ def quantize_static(entry: dict, *, kind: str, role: str, out_dir, calibration: 
     For convolutional models: dynamic quantization (:func:`quantize_int8`) leaves their
     ConvTranspose layers in float and measures every activation's range again on each call.
     ConvTranspose layers are rewritten as sub-pixel convolutions first
-    (:func:`subpixel_conv_transpose`, the same numbers in float): onnxruntime's CPU provider has
-    no int8 ConvTranspose, so a quantized one would run in float with its weights dequantized
-    on every call. Activations uint8, weights int8: onnxruntime's default for x86 and ARM."""
-    if _capture is not None:
-        return _captured_entry(kind, role)
+    (:func:`trainer.graph_rewrites.subpixel_conv_transpose`, the same numbers in float):
+    onnxruntime's CPU provider has no int8 ConvTranspose, so a quantized one would run in float
+    with its weights dequantized on every call. Activations uint8, weights int8: onnxruntime's
+    default for x86 and ARM."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType
     from onnxruntime.quantization import quantize_static as ort_quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from trainer.graph_rewrites import subpixel_conv_transpose
 
     class Feeds(CalibrationDataReader):
         def __init__(self):
@@ -294,198 +256,6 @@ def quantize_static(entry: dict, *, kind: str, role: str, out_dir, calibration: 
                          f"{'per channel' if per_channel else 'per tensor'}), min/max "
                          f"calibration on {samples} samples")
     return q
-
-
-def subpixel_conv_transpose(model):
-    """Rewrite every ConvTranspose with 4x4 kernels, stride 2 and padding 1 (the DCGAN
-    upsampling layer) as a 3x3 Conv with 4x the output channels + DepthToSpace(2).
-
-    Output pixel (2i + a, 2j + b) of the transposed convolution sums input rows i - 1 .. i + 1
-    against kernel rows (3, 1, -) for a = 0 and (-, 2, 0) for a = 1 (columns alike), so each of
-    the four output phases is a 3x3 convolution with some taps zero; DepthToSpace (DCR)
-    interleaves the phases. Same numbers in float; other ConvTranspose shapes are left alone."""
-    from onnx import helper, numpy_helper
-
-    graph = model.graph
-    weights = {t.name: t for t in graph.initializer}
-    nodes = []
-    for node in graph.node:
-        if not _is_upsampling_conv_transpose(node, weights):
-            nodes.append(node)
-            continue
-        w = numpy_helper.to_array(weights[node.input[1]])            # (in, out, 4, 4)
-        bias = (numpy_helper.to_array(weights[node.input[2]]) if len(node.input) > 2
-                else np.zeros(w.shape[1], w.dtype))
-        names = [f"{node.name}/subpixel_{x}" for x in ("kernel", "bias", "phases")]
-        graph.initializer.extend([numpy_helper.from_array(_subpixel_kernel(w), names[0]),
-                                  numpy_helper.from_array(np.tile(bias, 4), names[1])])
-        nodes += [helper.make_node("Conv", [node.input[0], names[0], names[1]], [names[2]],
-                                   name=names[2] + "_conv", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
-                  helper.make_node("DepthToSpace", [names[2]], [node.output[0]],
-                                   name=names[2] + "_interleave", blocksize=2, mode="DCR")]
-    del graph.node[:]
-    graph.node.extend(nodes)
-    prune_unused(graph)
-    return model
-
-
-def fold_upsampling_into_convs(model):
-    """Rewrite every ``Conv3x3(Concat([Resize2x(low), skip]))`` (a U-Net decoder layer:
-    nearest-neighbour upsampling by 2, concatenated with a skip connection, then a 3x3 Conv,
-    stride 1, padding 1) so that the upsampling and the upsampled half's convolution are one
-    ConvTranspose of ``low``: ``ConvTranspose4x4/2(low) + Conv3x3(skip)``.
-
-    On a nearest-upsampled input, output row 2m reads low rows m - 1 (kernel row 0) and m
-    (rows 1 + 2), row 2m + 1 reads rows m (0 + 1) and m + 1 (row 2), columns alike; a 4x4
-    transposed convolution with stride 2 and padding 1 makes exactly these sums with kernel
-    rows (w2, w1 + w2, w0 + w1, w0). The same function up to float rounding; the upsampled
-    half costs 4 x 4 instead of 4 x 9 multiply-adds per low-resolution pixel, and no upsampled
-    copy is made. Other Resize / Concat / Conv shapes are left alone."""
-    from onnx import helper, numpy_helper
-
-    graph = model.graph
-    weights = {t.name: t for t in graph.initializer}
-    producer = {o: n for n in graph.node for o in n.output}
-    readers: dict = {}
-    for n in graph.node:
-        for i in n.input:
-            readers.setdefault(i, []).append(n)
-    replace, drop = {}, set()
-    for conv in graph.node:
-        concat = producer.get(conv.input[0])
-        if not (_is_same_3x3_conv(conv, weights) and concat is not None
-                and concat.op_type == "Concat" and len(concat.input) == 2
-                and _attr(concat, "axis") == 1 and len(readers[concat.output[0]]) == 1):
-            continue
-        resize = producer.get(concat.input[0])
-        if resize is None or not _is_nearest_2x(resize, weights) \
-                or len(readers[resize.output[0]]) != 1:
-            continue
-        w = numpy_helper.to_array(weights[conv.input[1]])             # (out, up + skip, 3, 3)
-        up = _channels_of(resize.input[0], producer, weights)
-        if up is None or not 0 < up < w.shape[1]:
-            continue
-        name = conv.name or conv.output[0]
-        names = {x: f"{name}/folded_{x}" for x in ("up_kernel", "skip_kernel", "up", "skip")}
-        graph.initializer.extend([
-            numpy_helper.from_array(_upsampled_conv_transpose_kernel(w[:, :up]),
-                                    names["up_kernel"]),
-            numpy_helper.from_array(np.ascontiguousarray(w[:, up:]), names["skip_kernel"])])
-        replace[id(conv)] = [
-            helper.make_node("ConvTranspose", [resize.input[0], names["up_kernel"]],
-                             [names["up"]], name=names["up"], kernel_shape=[4, 4],
-                             strides=[2, 2], pads=[1, 1, 1, 1]),
-            helper.make_node("Conv", [concat.input[1], names["skip_kernel"], *conv.input[2:]],
-                             [names["skip"]], name=names["skip"], kernel_shape=[3, 3],
-                             pads=[1, 1, 1, 1]),
-            helper.make_node("Add", [names["up"], names["skip"]], [conv.output[0]],
-                             name=f"{name}/folded_sum")]
-        drop.update({id(concat), id(resize)})
-    nodes = []
-    for node in graph.node:
-        if id(node) not in drop:
-            nodes += replace.get(id(node), [node])
-    del graph.node[:]
-    graph.node.extend(nodes)
-    prune_unused(graph)
-    return model
-
-
-def _attr(node, name, default=None):
-    from onnx import helper
-
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
-
-
-def _is_same_3x3_conv(node, weights: dict) -> bool:
-    return (node.op_type == "Conv" and node.input[1] in weights
-            and (len(node.input) < 3 or node.input[2] in weights)
-            and _attr(node, "kernel_shape") == [3, 3] and _attr(node, "pads") == [1, 1, 1, 1]
-            and _attr(node, "strides", [1, 1]) == [1, 1] and _attr(node, "group", 1) == 1
-            and _attr(node, "dilations", [1, 1]) == [1, 1]
-            and _attr(node, "auto_pad", b"NOTSET") == b"NOTSET")
-
-
-def _is_nearest_2x(node, weights: dict) -> bool:
-    """Resize of an NCHW tensor by exactly 2 per spatial axis, nearest, pixel (i, j) <- (i // 2,
-    j // 2) (asymmetric coordinates with floor, the TensorFlow export's form)."""
-    from onnx import numpy_helper
-
-    if node.op_type != "Resize" or len(node.input) < 3 or node.input[2] not in weights \
-            or (len(node.input) > 3 and node.input[3]):
-        return False
-    scales = numpy_helper.to_array(weights[node.input[2]])
-    return (scales.tolist() == [1.0, 1.0, 2.0, 2.0] and _attr(node, "mode") == b"nearest"
-            and _attr(node, "coordinate_transformation_mode") == b"asymmetric"
-            and _attr(node, "nearest_mode", b"round_prefer_floor") == b"floor")
-
-
-def _channels_of(name: str, producer: dict, weights: dict) -> int | None:
-    """Channel count of an activation made by a Conv (or an activation of one), else None."""
-    node = producer.get(name)
-    while node is not None and node.op_type in ("LeakyRelu", "Relu"):
-        node = producer.get(node.input[0])
-    if node is None or node.op_type != "Conv" or node.input[1] not in weights:
-        return None
-    return int(weights[node.input[1]].dims[0])
-
-
-def _upsampled_conv_transpose_kernel(w: np.ndarray) -> np.ndarray:
-    """(out, in, 3, 3) kernel of a 3x3 Conv on a 2x nearest-upsampled input -> the (in, out, 4,
-    4) kernel of the 4x4/2 ConvTranspose (padding 1) on the low-resolution input: kernel row k
-    sums the 3x3 rows (2), (1, 2), (0, 1), (0) for k = 0 .. 3, columns alike."""
-    taps = ((2,), (1, 2), (0, 1), (0,))
-    k = np.zeros((w.shape[1], w.shape[0], 4, 4), w.dtype)
-    for ky, rows in enumerate(taps):
-        for kx, cols in enumerate(taps):
-            k[:, :, ky, kx] = w[:, :, list(rows)][:, :, :, list(cols)].sum((2, 3)).T
-    return k
-
-
-def prune_unused(graph) -> None:
-    """Drop the nodes whose outputs nothing reads (after a rewrite rewired their consumers),
-    then the initializers no node reads."""
-    needed = {o.name for o in graph.output}
-    kept = []
-    for node in reversed(list(graph.node)):
-        if any(o in needed for o in node.output):
-            kept.append(node)
-            needed.update(node.input)
-    del graph.node[:]
-    graph.node.extend(reversed(kept))
-    used = {name for node in graph.node for name in node.input}
-    inits = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
-
-
-def _is_upsampling_conv_transpose(node, weights: dict) -> bool:
-    from onnx import helper
-
-    if node.op_type != "ConvTranspose" or node.input[1] not in weights \
-            or (len(node.input) > 2 and node.input[2] not in weights):
-        return False
-    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    return (attrs.get("kernel_shape") == [4, 4] and attrs.get("strides") == [2, 2]
-            and attrs.get("pads") == [1, 1, 1, 1] and attrs.get("group", 1) == 1
-            and attrs.get("dilations", [1, 1]) == [1, 1] and not attrs.get("output_padding")
-            and not attrs.get("output_shape") and attrs.get("auto_pad", b"NOTSET") == b"NOTSET")
-
-
-def _subpixel_kernel(w: np.ndarray) -> np.ndarray:
-    """(in, out, 4, 4) ConvTranspose kernel -> (4 * out, in, 3, 3) Conv kernel, phase-major."""
-    taps = ((3, 1, None), (None, 2, 0))     # kernel row feeding input row i - 1 + r, per phase
-    k = np.zeros((2, 2, w.shape[1], w.shape[0], 3, 3), w.dtype)
-    for a in (0, 1):
-        for b in (0, 1):
-            for r, ky in enumerate(taps[a]):
-                for c, kx in enumerate(taps[b]):
-                    if ky is not None and kx is not None:
-                        k[a, b, :, :, r, c] = w[:, :, ky, kx].T
-    return k.reshape(4 * w.shape[1], w.shape[0], 3, 3)
 
 
 def write_json(obj, *, kind: str, role: str, out_dir) -> dict:
@@ -551,8 +321,6 @@ def _remove_unreferenced(out_dir: Path, manifest: dict) -> None:
 def write_entry(out_dir, kind: str, files: dict, config: dict, metrics: dict | None = None,
                 notes: str = "") -> dict:
     """Atomically add/replace the manifest entry of ``kind`` (all its files already written)."""
-    if _capture is not None:
-        return {}
     out_dir = Path(out_dir)
     for role, f in files.items():
         data = (out_dir / f["file"]).read_bytes()
