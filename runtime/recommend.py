@@ -1,168 +1,197 @@
-"""Recommendation: ``generate("recommend", history=[ids], k=5)`` -> ``k`` distinct item ids.
+"""Recommendation: ``generate("recommend", history=[ids], k=5)`` -> a ``Slate`` of item ids.
 
-The shipped Q-network (trained by DQN against ``trainer.recsim``, a RecSim-style user-interest
-simulator) scores every catalogue item for the state computed from ``history`` (the ids the user
-consumed, oldest first); the slate is the top ``k`` items by Q-value among the items not in
-``history``, best first (simulated users look at the first slots most).  ``history=[]`` is
-the cold start (the slate learned for a new session).
+The shipped Q-network (trained by DQN against ``trainer.recsim``, a RecSim-style simulator of
+users with different interests) scores every catalogue item from its *features* (topic mixture,
+quality, length, popularity, embedding) and the user's state (``featurise``: what the user
+consumed, how much of it they watched, what they skipped).  Nothing in the network is tied to
+item ids, so an app can score its own catalogue (``catalogue=PATH``, a JSON or CSV file with the
+schema in ``runtime/recommend_features.py`` and docs/kinds/recommend.md) without retraining, as
+long as it has the model's topic count and embedding size.
 
-Options
-    history  list of distinct int item ids in ``0 .. N-1`` (N = catalogue size, >= 200);
-             at most N items.  Unknown ids, duplicates and non-integers raise ValueError
-             naming them.
-    k        slate size, 1 .. min(50, N - len(history)).
-    explore  float in [0, 1], default 0: Gumbel noise on the Q-values scaled by ``explore`` times
-             their standard deviation (a seeded Gumbel-top-k sample, for exploration / variety).
-             With ``explore=0`` the slate is the exact top-k and the seed only breaks exact ties.
-
-Same arguments and seed give the same slate.  Caps: history <= N ids, k <= 50 (no input
-allocates more than a few kB).
-
-``featurise`` is THE state function: the trainer's simulator imports it from here, so the
-runtime computes exactly the observation the policy was trained on.
+The slate is the top ``k`` allowed items by Q-value, best first (users look at the first slots
+most).  Allowed: not in ``exclude``, of an allowed topic (``topics``), not consumed (unless
+``allow_repeats``) and not skipped (unless ``reshow_skipped``).  ``history=[]`` is the cold
+start.  Same arguments and seed give the same slate; with ``explore=0`` the seed only breaks
+exact ties.  Bad input raises ``ValueError`` naming the option.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import os
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from runtime import options as _opt
-from runtime import registry
+from runtime import options as _check
 from runtime.errors import ModelError
+from runtime.model import Model, Option, Options
+from runtime.recommend_features import (Catalogue, featurise, item_feature_dim, item_features,
+                                        parse_catalogue, read_catalogue_file, state_dim)
 
-OPTIONS = {"history": (), "k": 5, "explore": 0.0}
+KIND = "recommend"
 MAX_K = 50
-RECENT = 3            # items in the "recent topics" window
-DECAY = 0.8           # per-item decay of the long-term topic profile
-COUNT_SCALE = 20.0    # consumed-count and minutes features are divided by these
-MINUTES_SCALE = 30.0
+MAX_LIST = 10_000
+
+OPTIONS = Options(
+    Option("history", (), "object", "item ids the user consumed, oldest first (repeats allowed: "
+           "re-watches); [] is a cold start"),
+    Option("k", 5, "int", "slate size (at most the number of allowed items)", lo=1, hi=MAX_K),
+    Option("explore", 0.0, "float", "Gumbel noise on the scores, in units of their standard "
+           "deviation (0: the exact top-k)", lo=0.0, hi=1.0),
+    Option("skipped", (), "object", "item ids shown to the user and not consumed, oldest first; "
+           "they shape the state and are left out of the slate"),
+    Option("engagement", None, "object", "per history item, the share watched or a rating "
+           "scaled to [0, 1] (same length as history); None: unknown", optional=True),
+    Option("allow_repeats", False, "bool", "items in history may be recommended again"),
+    Option("reshow_skipped", False, "bool", "skipped items may be recommended again"),
+    Option("exclude", (), "object", "item ids never to recommend"),
+    Option("topics", None, "object", "only items whose primary topic is in this list; None: all",
+           optional=True),
+    Option("catalogue", None, "str", "path of the app's catalogue file (.json or .csv, see "
+           "docs/kinds/recommend.md); None: the shipped catalogue", optional=True),
+)
 
 
-@dataclass(frozen=True)
-class Catalogue:
-    topics: np.ndarray    # float32 [N, T] topic mixture (rows sum to 1)
-    quality: np.ndarray   # float32 [N] in [0, 1]
-    length: np.ndarray    # float32 [N] minutes
+class Slate(list):
+    """The recommended item ids, best first (a ``list[int]``), with ``.scores`` (Q-values, the
+    expected long-term watch time in simulator minutes), ``.topics`` and ``.titles``."""
+    suffix = ".txt"
 
-    @property
-    def n_items(self) -> int:
-        return int(self.topics.shape[0])
+    def __init__(self, ids, scores, topics, titles):
+        super().__init__(int(i) for i in ids)
+        self.scores = [float(s) for s in scores]
+        self.topics = [int(t) for t in topics]
+        self.titles = list(titles)
 
-    @property
-    def n_topics(self) -> int:
-        return int(self.topics.shape[1])
+    def summary(self) -> str:
+        return (f"{len(self)} items: " + ", ".join(f"{i} (topic {t}, {s:.2f})"
+                                                   for i, t, s in zip(self, self.topics, self.scores)))
 
-    @classmethod
-    def from_json(cls, data: dict) -> "Catalogue":
-        try:
-            items = data["items"]
-            topics = np.asarray([it["topics"] for it in items], np.float32)
-            quality = np.asarray([it["quality"] for it in items], np.float32)
-            length = np.asarray([it["length"] for it in items], np.float32)
-            ids = [it["id"] for it in items]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelError(f"recommend catalogue is malformed ({exc!r}): re-export recommend") from None
-        if topics.ndim != 2 or ids != list(range(len(items))):
-            raise ModelError("recommend catalogue is malformed (ids must be 0..N-1 in order): "
-                             "re-export recommend")
-        return cls(topics, quality, length)
+    def save(self, path) -> str:
+        """Writes one line per item (rank, id, score, topic, title); returns a summary line."""
+        lines = ["rank\tid\tscore\ttopic\ttitle"]
+        lines += [f"{r + 1}\t{i}\t{s:.4f}\t{t}\t{title}" for r, (i, s, t, title)
+                  in enumerate(zip(self, self.scores, self.topics, self.titles))]
+        p = Path(path)
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        os.replace(tmp, p)
+        return self.summary()
 
 
-def obs_dim(cat: Catalogue) -> int:
-    return cat.n_items + 2 * cat.n_topics + 4
-
-
-def featurise(history: Sequence[int], cat: Catalogue) -> np.ndarray:
-    """State vector (float32 [N + 2T + 4]) of a user who consumed ``history`` (oldest first).
-
-    [0:N)          multi-hot of consumed items
-    [N:N+T)        mean topic mixture of the last RECENT items (zeros for an empty history)
-    [N+T:N+2T)     topic profile: DECAY-weighted mean over the whole history (newest weight 1)
-    N+2T           mean quality of the last RECENT items
-    N+2T+1         len(history) / COUNT_SCALE
-    N+2T+2         minutes consumed / MINUTES_SCALE
-    N+2T+3         minutes of content weighted by (1 - quality) / MINUTES_SCALE
-    """
-    n, t = cat.n_items, cat.n_topics
-    obs = np.zeros(n + 2 * t + 4, np.float32)
-    m = len(history)
-    if m == 0:
-        return obs
-    h = np.asarray(history, np.intp)
-    obs[h] = 1.0
-    top = cat.topics[h]                                   # [m, T]
-    r = min(m, RECENT)
-    obs[n:n + t] = top[-r:].sum(axis=0) / r
-    w = DECAY ** np.arange(m - 1, -1, -1, dtype=np.float64)
-    obs[n + t:n + 2 * t] = (w @ top) / w.sum()
-    qual, length = cat.quality[h].astype(np.float64), cat.length[h].astype(np.float64)
-    obs[n + 2 * t] = qual[-r:].sum() / r
-    obs[n + 2 * t + 1] = m / COUNT_SCALE
-    obs[n + 2 * t + 2] = length.sum() / MINUTES_SCALE
-    obs[n + 2 * t + 3] = (length @ (1.0 - qual)) / MINUTES_SCALE
-    return obs
-
-
-def top_k(q: np.ndarray, exclude, k: int, rng: np.random.Generator, explore: float = 0.0) -> list[int]:
-    """Top-k item ids by ``q`` (1-D) skipping ``exclude``; ties / Gumbel noise from ``rng``."""
-    q = np.asarray(q, np.float64).copy()
-    noise = rng.gumbel(size=q.shape)
-    if explore > 0.0:
-        q = q + explore * (q.std() + 1e-9) * noise
-    q[np.asarray(list(exclude), np.int64)] = -np.inf
-    order = np.lexsort((noise, -q))          # by Q desc, ties by the seeded noise
-    return [int(i) for i in order[:k]]
-
-
-_CATALOGUES: dict = {}
-
-
-def load_catalogue(models_dir) -> Catalogue:
-    """The shipped catalogue as arrays (cached per models dir and file hash)."""
-    key = (str(models_dir), registry.file_entry("recommend", "catalogue", models_dir)["sha256"])
-    cat = _CATALOGUES.get(key)
-    if cat is None:
-        cat = _CATALOGUES[key] = Catalogue.from_json(registry.load_json("recommend", "catalogue", models_dir))
-    return cat
-
-
-def check_history(history, n_items: int) -> list[int]:
-    items = _opt._check_sequence("history", history, n_items)
-    bad_type = [x for x in items if isinstance(x, bool) or not isinstance(x, (int, np.integer))]
-    if bad_type:
-        raise ValueError(f"history must contain integer item ids; not integers: {bad_type[:10]!r}")
-    unknown = [int(x) for x in items if not 0 <= int(x) < n_items]
+def _ids(name: str, value, cat: Catalogue) -> list[int]:
+    """A list of known item ids (ValueError naming the option and the offending values)."""
+    items = _check._check_sequence(name, value, MAX_LIST)
+    bad = [x for x in items if isinstance(x, bool) or not isinstance(x, (int, np.integer))]
+    if bad:
+        raise ValueError(f"{name} must contain integer item ids; not integers: {bad[:10]!r}")
+    unknown = [int(x) for x in items if int(x) not in cat.index]
     if unknown:
-        raise ValueError(f"history has unknown item ids {unknown[:10]} (catalogue ids are "
-                         f"0..{n_items - 1})")
-    seen, dups = set(), []
-    for x in items:
-        if int(x) in seen and int(x) not in dups:
-            dups.append(int(x))
-        seen.add(int(x))
-    if dups:
-        raise ValueError(f"history has duplicate item ids {dups[:10]}")
-    return [int(x) for x in items]
+        raise ValueError(f"{name} has unknown item ids {unknown[:10]} (the catalogue has "
+                         f"{cat.n_items} items, ids {_id_range(cat)})")
+    return cat.rows(items)
 
 
-def generate(*, rng: np.random.Generator, models_dir: Path, precision: str, history=(), k=5,
-             explore=0.0) -> list[int]:
-    cat = load_catalogue(models_dir)
-    history = check_history(history, cat.n_items)
-    left = cat.n_items - len(history)
-    k = _opt.check_int("k", k, 1, max(1, min(MAX_K, left)))
-    if k > left:
-        raise ValueError(f"k must be at most the number of items not in history ({left})")
-    explore = _opt.check_float("explore", explore, 0.0, 1.0)
-    sess = registry.session("recommend", "q", models_dir, precision)
-    inp = sess.get_inputs()[0]
-    if inp.shape[-1] != obs_dim(cat) or sess.get_outputs()[0].shape[-1] != cat.n_items:
-        raise ModelError(f"the recommend Q-network (input {inp.shape}, output "
-                         f"{sess.get_outputs()[0].shape}) does not match the catalogue "
-                         f"({cat.n_items} items, state size {obs_dim(cat)}): re-export recommend")
-    obs = featurise(history, cat)[None, :]
-    q = sess.run(None, {inp.name: obs})[0][0]
-    return top_k(q, history, k, rng, explore)
+def _id_range(cat: Catalogue) -> str:
+    lo, hi = int(cat.ids.min()), int(cat.ids.max())
+    return f"0..{hi}" if lo == 0 and hi == cat.n_items - 1 else f"between {lo} and {hi}"
+
+
+def _engagement(value, n: int):
+    if value is None:
+        return None
+    items = _check._check_sequence("engagement", value, MAX_LIST)
+    if len(items) != n:
+        raise ValueError(f"engagement must have one value per history item ({n}), got {len(items)}")
+    return [_check.check_float(f"engagement[{j}]", x, 0.0, 1.0) for j, x in enumerate(items)]
+
+
+def _topics(value, n_topics: int):
+    if value is None:
+        return None
+    return set(_check.check_int_list("topics", value, 0, n_topics - 1, max_items=n_topics * 4))
+
+
+def top_k(q: np.ndarray, allowed: np.ndarray, k: int, rng: np.random.Generator,
+          explore: float = 0.0) -> np.ndarray:
+    """Rows of the top-k ``q`` among ``allowed`` (bool), best first; exact ties are broken by
+    seeded noise; ``explore`` adds Gumbel noise scaled by the scores' standard deviation."""
+    q = np.asarray(q, np.float64)
+    if explore > 0.0:
+        q = q + explore * (q[allowed].std() + 1e-9) * rng.gumbel(size=q.shape)
+    q = np.where(allowed, q, -np.inf)
+    tie = rng.random(q.shape)
+    cand = np.argpartition(-q, k - 1)[:k] if k < len(q) else np.arange(len(q))
+    return cand[np.lexsort((tie[cand], -q[cand]))]
+
+
+class RecommendModel(Model):
+    kind = KIND
+    options = OPTIONS
+
+    def shipped_catalogue(self) -> Catalogue:
+        def build():
+            try:
+                return parse_catalogue(self.json("catalogue"), "the shipped recommend catalogue")
+            except ValueError as exc:
+                raise ModelError(f"{exc}: re-export recommend") from None
+        return self.cached(("catalogue", None), build)
+
+    def catalogue(self, path=None) -> Catalogue:
+        """The shipped catalogue, or the app's file ``path`` (checked against the model)."""
+        base = self.shipped_catalogue()
+        if path is None:
+            return base
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise ValueError(f"catalogue cannot be read: {exc}") from None
+        return self.cached(("catalogue", str(path), st.st_mtime_ns, st.st_size),
+                           lambda: read_catalogue_file(path, base.n_topics, base.embedding_dim))
+
+    def features(self, cat: Catalogue) -> np.ndarray:
+        return self.cached(("features", id(cat)), lambda: item_features(cat))
+
+    def q_session(self):
+        sess = self.session("q")
+        base = self.shipped_catalogue()
+        s, f = state_dim(base.n_topics, base.embedding_dim), item_feature_dim(base.n_topics, base.embedding_dim)
+        shapes = [tuple(i.shape) for i in sess.get_inputs()]
+        if len(shapes) != 2 or shapes[0][-1] != s or shapes[1][-1] != f:
+            raise ModelError(f"the recommend Q-network's inputs {shapes} do not match the "
+                             f"catalogue (state size {s}, item features {f}): re-export recommend")
+        return sess
+
+    def scores(self, states: np.ndarray, cat: Catalogue | None = None) -> np.ndarray:
+        """Q-values [B, N] of every catalogue item for states [B, S] (from ``featurise``)."""
+        cat = cat or self.shipped_catalogue()
+        sess = self.q_session()
+        a, b = (i.name for i in sess.get_inputs())
+        return self.run(sess, {a: np.asarray(states, np.float32), b: self.features(cat)})[0]
+
+    def _generate(self, rng, *, history, k, explore, skipped, engagement, allow_repeats,
+                  reshow_skipped, exclude, topics, catalogue):
+        cat = self.catalogue(catalogue)
+        rows = _ids("history", history, cat)
+        skip_rows = _ids("skipped", skipped, cat)
+        eng = _engagement(engagement, len(rows))
+        allowed = np.ones(cat.n_items, bool)
+        allowed[_ids("exclude", exclude, cat)] = False
+        wanted = _topics(topics, cat.n_topics)
+        if wanted is not None:
+            allowed &= np.isin(cat.topic, sorted(wanted))
+        if not allow_repeats:
+            allowed[rows] = False
+        if not reshow_skipped:
+            allowed[skip_rows] = False
+        left = int(allowed.sum())
+        if k > left:
+            raise ValueError(f"k={k} but only {left} items are allowed (after history, skipped, "
+                             f"exclude and topics)")
+        state = featurise(rows, cat, eng, skip_rows)[None, :]
+        q = self.scores(state, cat)[0]
+        best = top_k(q, allowed, k, rng, explore)
+        return Slate(cat.ids[best], q[best], cat.topic[best], [cat.titles[i] for i in best])
+
+
+MODEL = RecommendModel

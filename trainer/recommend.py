@@ -70,7 +70,7 @@ class Config:
     myopic_steps: int = 250_000
     # evaluation
     slate_k: int = 5
-    eval_sessions: int = 1000
+    eval_sessions: int = 600
     probe_histories: int = 500       # random histories for coverage / max item share
     focused_per_topic: int = 50      # focused histories (5 items of one topic) per topic
 
@@ -197,6 +197,22 @@ def score_function(q):
     return q_values
 
 
+def _signature(cfg: Config) -> list:
+    import tensorflow as tf
+    from runtime.recommend_features import item_feature_dim, state_dim
+
+    s, f = state_dim(cfg.n_topics, cfg.embedding_dim), item_feature_dim(cfg.n_topics, cfg.embedding_dim)
+    return [tf.TensorSpec([None, s], tf.float32, name="state"),
+            tf.TensorSpec([None, f], tf.float32, name="items")]
+
+
+def tf_functions(cfg: Config, work_dir: Path | None) -> dict:
+    """role -> (TensorFlow function, input signature) of what ships (the edge benchmark's
+    TensorFlow row); ``work_dir=None``: freshly initialised weights of the same graph."""
+    q = load_q(cfg, work_dir, "dqn") if work_dir is not None else make_q_network(cfg, "q")
+    return {"q": (score_function(q), _signature(cfg))}
+
+
 def _sample_inputs(cfg: Config, n: int = 8) -> list:
     """Realistic (state, items) pairs for the export parity check, also on another catalogue."""
     out = []
@@ -211,17 +227,12 @@ def _sample_inputs(cfg: Config, n: int = 8) -> list:
 
 
 def export(cfg: Config, work_dir: Path, out_dir: Path) -> None:
-    import tensorflow as tf
     from trainer.common import config_dict
     from trainer.export import export_tf_function, quantize_int8, write_entry, write_json
-    from runtime.recommend_features import item_feature_dim, state_dim
 
     out_dir = Path(out_dir)
     q = load_q(cfg, work_dir, "dqn")
-    s, f = state_dim(cfg.n_topics, cfg.embedding_dim), item_feature_dim(cfg.n_topics, cfg.embedding_dim)
-    sig = [tf.TensorSpec([None, s], tf.float32, name="state"),
-           tf.TensorSpec([None, f], tf.float32, name="items")]
-    e_q = export_tf_function(score_function(q), sig, kind=KIND, role="q", out_dir=out_dir,
+    e_q = export_tf_function(score_function(q), _signature(cfg), kind=KIND, role="q", out_dir=out_dir,
                              sample_inputs=_sample_inputs(cfg))
     e_q8 = quantize_int8(e_q, kind=KIND, role="q_int8", out_dir=out_dir)
     e_cat = write_json(shipped_catalogue(catalogue(cfg)), kind=KIND, role="catalogue", out_dir=out_dir)
