@@ -1,71 +1,91 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Level environment: reach a target on a procedurally seeded obstacle field (C speed).
+"""Level editing environment (PCGRL turtle on a corridor lattice), at C speed.
 
-The agent of the ``level`` generator (issue "levels and melodies"). Every episode draws a
-fresh grid in C: size ``N`` uniform in ``[size_min, size_max]``, a wall border, interior
-obstacles with a density uniform in ``[density_min, density_max]``, a start cell and a target
-cell reachable from it (BFS). The agent moves right/down/left/up (actions 0..3, the article's
-order); a move into a wall keeps it in place.
+The rules are those of ``runtime/level_env.py`` (its docstring is the specification: lattice,
+phases, actions, observation, rewards, metrics); this file runs them without the GIL for
+``fastcore._core.train_q`` and the pure-Python ``runtime.level_env.Editor`` is its bit-exact
+twin (``fastcore.reference_level.LevelEnvPy``; parity tests in tests/test_level.py).
 
-Rewards: ``step_reward`` for every move (a per-step cost), ``bump_reward`` instead when the move
-hits a wall, plus ``goal_reward`` on the move that reaches the target (the episode ends there).
+Per episode the environment draws (SplitMix64, in this order): the size ``n`` uniform in
+``[size_min, size_max]``, the difficulty ``d`` uniform in [0, 1), whether the path target comes
+from ``d`` (probability 1/2) or is uniform in ``1 .. 2 m`` (so that explicit ``path_length=``
+requests are in the training distribution), then the start junction; the branch roots of
+phase C come from the same stream. The targets go into the observation (``targets`` in the
+rule book).
 
-State (local features, so that one Q-table generalises across grids of any size)::
-
-    state = ((walls * 16 + visited) * 8 + direction) * 4 + distance
-    walls      4 bits: wall to the right, below, left, above (bit k = action k's cell)
-    visited    4 bits: the agent already stood on that neighbour in this episode (a short
-               memory that lets a memoryless table escape dead ends and avoid loops)
-    direction  target direction quantised to 8 (0 N, 1 NE, 2 E, 3 SE, 4 S, 5 SW, 6 W, 7 NW):
-               pure E/W when |dx| > 2|dy|, pure N/S when |dy| > 2|dx|, diagonal otherwise
-    distance   Manhattan distance bucket: <= 1, <= 3, <= 7, > 7
-
-so ``n_states = 16 * 16 * 8 * 4 = 8192`` and ``n_actions = 4``. (Measured alternatives: an
-8-neighbour wall pattern with the last move, 40960 states, reached 79% of random targets at
-softmax temperature 0.2 against 94% for this encoding.)
+Speed: a step is O(1) (the carve, the neighbour statuses, the phase feature); the full level
+metrics (shortest path, disjoint routes by max flow, forced hazards, hazard-free route,
+treasure off the shortest paths, floor share, unreachable floor, regions) are computed once, at
+the end of the episode, for the final reward; ``LevelEnv.metrics()`` exposes them.
 
 Python entry points
 -------------------
-``train_level_agent(episodes, *, alpha=0.1, gamma=0.97, epsilon=0.2, epsilon_decay=1.0,
-epsilon_min=0.0, max_steps=400, seed=0, q=None, algorithm="q", **env_kwargs) -> (q, stats)``
-    Tabular Q-learning of :class:`LevelEnv` through the generic ``fastcore._core.train_q`` loop
-    (GIL released, no Python objects per step). ``q`` float64 ``(n_states, 4)`` (a fresh
-    zero table when None, updated in place otherwise); ``stats`` is ``train_q``'s dict of
-    per-episode ``returns`` and ``lengths`` arrays and the total number of ``updates``.
-    ``env_kwargs`` go to :class:`LevelEnv` (size_min, size_max, density_min, density_max,
-    step_reward, bump_reward, goal_reward).
-
-``LevelEnv(...).rollout(n_steps, seed)`` runs uniformly random actions for ``n_steps`` steps
-(resetting after each episode) and returns ``(states, actions, rewards, dones)``; the
-pure-Python twin ``fastcore.reference_envs.LevelEnvPy`` reproduces it exactly (tests).
-``LevelEnv.grid()`` returns the current episode's grid (uint8, 1 = wall) and ``LevelEnv.agent()``
-the agent/target positions, for inspection.
+``train_level_agent(episodes, *, alpha=0.1, gamma=0.98, epsilon=0.2, epsilon_decay=1.0,
+epsilon_min=0.0, max_steps=20000, seed=0, q=None, algorithm="q", **env_kwargs) -> (q, stats)``
+    Tabular Q-learning through ``fastcore._core.train_q`` (GIL released); ``env_kwargs``:
+    ``size_min``, ``size_max``.
+``LevelEnv(...).rollout(n_steps, seed)`` uniformly random actions (the benchmark and the
+parity tests); ``LevelEnv.tiles()``, ``.metrics()``, ``.targets()`` inspect the episode.
 """
 from libc.stdint cimport int64_t, uint64_t
+from libc.math cimport fabs
 
 import numpy as np
 
-from fastcore._core cimport Env, Rng, rng_below, rng_next, rng_uniform
+from fastcore._core cimport Env, Rng, rng_below, rng_uniform
 
 from fastcore import _core
 
 cdef enum:
     MAXN = 64
     MAXCELLS = 4096
-    N_DIRS = 8
-    N_DIST = 4
-    N_STATES = 16 * 16 * N_DIRS * N_DIST
+    MAXJ = 1024
+    N_NB = 256
+    A_FEAT = 28
+    B_FEAT = 128
+    C_FEAT = 16
+    N_FEAT = 172
+    N_STATES = 256 * 172
+    N_ACTIONS = 7
+    WALL = 0
+    FLOOR = 1
+    HAZARD = 2
+    TREASURE = 3
+    PHASE_A = 0
+    PHASE_B = 1
+    PHASE_C = 2
+    DONE = 3
 
-# actions (and the bit order of the wall / visited patterns): right, down, left, up
-cdef int ACT_DX[4]
-cdef int ACT_DY[4]
-ACT_DX[:] = [1, 0, -1, 0]
-ACT_DY[:] = [0, 1, 0, -1]
+cdef double STEP_REWARD = -0.01
+cdef double BUMP_REWARD = -0.05
+cdef double RING_REWARD = 1.0
+
+cdef int DXS[4]
+cdef int DYS[4]
+DXS[:] = [1, 0, -1, 0]
+DYS[:] = [0, 1, 0, -1]
+
+
+cdef struct Metrics:
+    int path_len, routes, hazards, forced, hazard_free, treasure, off_route
+    double floor_share
+    int unreachable, regions
+
+
+cdef struct Targets:
+    int path
+    int ring
+    int hazards
+    int treasure
+    double floor
+
+
+cdef inline int iabs(int v) noexcept nogil:
+    return v if v >= 0 else -v
 
 
 cdef inline int direction8(int dx, int dy) noexcept nogil:
-    cdef int ax = dx if dx >= 0 else -dx
-    cdef int ay = dy if dy >= 0 else -dy
+    cdef int ax = iabs(dx), ay = iabs(dy)
     if ax > 2 * ay:
         return 2 if dx > 0 else 6
     if ay > 2 * ax:
@@ -85,137 +105,534 @@ cdef inline int distance_bucket(int d) noexcept nogil:
     return 3
 
 
+cdef inline int gap_bucket(int gap) noexcept nogil:
+    if gap <= -2:
+        return 0
+    if gap <= 1:
+        return gap + 2
+    if gap <= 3:
+        return 4
+    if gap <= 7:
+        return 5
+    return 6
+
+
+cdef Targets make_targets(int m, double d) noexcept nogil:
+    cdef Targets t
+    t.path = <int>((0.5 + d) * m + 0.5)
+    if t.path < 2:
+        t.path = 2
+    t.ring = d >= 0.25
+    t.hazards = <int>(d * t.path / 3.0 + 0.5) if t.ring else 0
+    t.treasure = 1 + <int>(2.0 * d + 0.5)
+    t.floor = 0.28 + 0.08 * d
+    return t
+
+
+cdef inline double path_score(int lattice_len, int path) noexcept nogil:
+    cdef double s = 1.0 - fabs(<double>(lattice_len - path)) / (0.3 * path + 1.0)
+    return s if s > 0.0 else 0.0
+
+
+cdef double score(Metrics* met, Targets* tg) noexcept nogil:
+    cdef double total = path_score(met.path_len // 2, tg.path) if met.path_len >= 0 else 0.0
+    cdef int ok
+    cdef double f
+    if tg.ring:
+        total += 1.0 if met.routes >= 2 else 0.0
+    else:
+        total += 1.0
+    if tg.hazards == 0:
+        total += 1.0 if met.hazards == 0 else 0.5
+    else:
+        ok = met.hazards - met.forced
+        total += <double>(ok if ok < tg.hazards else tg.hazards) / tg.hazards \
+            * (0.5 + 0.5 * met.hazard_free)
+    total += <double>(met.off_route if met.off_route < tg.treasure else tg.treasure) / tg.treasure
+    f = met.floor_share / tg.floor
+    total += f if f < 1.0 else 1.0
+    return total
+
+
+# ------------------------------------------------------------------------------ metrics
+cdef struct Scratch:
+    int dist_s[MAXCELLS]
+    int dist_g[MAXCELLS]
+    int tmp[MAXCELLS]
+    int queue[2 * MAXCELLS]
+    int parent[2 * MAXCELLS]
+    unsigned char walk[MAXCELLS]
+    unsigned char vflow[MAXCELLS]
+    unsigned char eflow[4 * MAXCELLS]
+
+
+cdef void bfs(const unsigned char* walk, int n, int start, int blocked, int* dist,
+              int* queue) noexcept nogil:
+    cdef int c, k, nc, head = 0, tail = 1
+    cdef int steps[4]
+    steps[0] = 1
+    steps[1] = n
+    steps[2] = -1
+    steps[3] = -n
+    for c in range(n * n):
+        dist[c] = -1
+    dist[start] = 0
+    queue[0] = start
+    while head < tail:
+        c = queue[head]
+        head += 1
+        for k in range(4):
+            nc = c + steps[k]
+            if walk[nc] and dist[nc] < 0 and nc != blocked:
+                dist[nc] = dist[c] + 1
+                queue[tail] = nc
+                tail += 1
+
+
+cdef int disjoint_routes(Scratch* w, int n, int s, int g, int cap) noexcept nogil:
+    """Vertex-disjoint S-G routes, at most cap (unit max flow on in/out-split tiles)."""
+    cdef int steps[4]
+    cdef int flow = 0, head, tail, node, c, isout, k, d, nxt, prev, pc, pout, found, kk
+    steps[0] = 1
+    steps[1] = n
+    steps[2] = -1
+    steps[3] = -n
+    for c in range(n * n):
+        w.vflow[c] = 0
+        for k in range(4):
+            w.eflow[4 * c + k] = 0
+    while flow < cap:
+        for c in range(2 * n * n):
+            w.parent[c] = -2
+        w.parent[2 * s + 1] = -1
+        w.queue[0] = 2 * s + 1
+        head = 0
+        tail = 1
+        found = 0
+        while head < tail and not found:
+            node = w.queue[head]
+            head += 1
+            c = node >> 1
+            isout = node & 1
+            if isout:
+                for k in range(4):
+                    d = c + steps[k]
+                    nxt = 2 * d
+                    if w.walk[d] and not w.eflow[4 * c + k] and w.parent[nxt] == -2:
+                        w.parent[nxt] = node
+                        if d == g:
+                            found = 1
+                            break
+                        w.queue[tail] = nxt
+                        tail += 1
+                if not found and w.vflow[c] and w.parent[2 * c] == -2:
+                    w.parent[2 * c] = node
+                    w.queue[tail] = 2 * c
+                    tail += 1
+            else:
+                nxt = 2 * c + 1
+                if (c == s or not w.vflow[c]) and w.parent[nxt] == -2:
+                    w.parent[nxt] = node
+                    w.queue[tail] = nxt
+                    tail += 1
+                for k in range(4):
+                    d = c - steps[k]
+                    nxt = 2 * d + 1
+                    if w.walk[d] and w.eflow[4 * d + k] and w.parent[nxt] == -2:
+                        w.parent[nxt] = node
+                        w.queue[tail] = nxt
+                        tail += 1
+        if not found:
+            break
+        node = 2 * g
+        while w.parent[node] != -1:
+            prev = w.parent[node]
+            pc = prev >> 1
+            pout = prev & 1
+            c = node >> 1
+            if pc == c:
+                w.vflow[c] = node & 1
+            elif pout:
+                for kk in range(4):
+                    if pc + steps[kk] == c:
+                        w.eflow[4 * pc + kk] = 1
+            else:
+                for kk in range(4):
+                    if c + steps[kk] == pc:
+                        w.eflow[4 * c + kk] = 0
+            node = prev
+        flow += 1
+    return flow
+
+
+cdef void measure(const unsigned char* tiles, int n, int s, int g, Scratch* w,
+                  Metrics* out) noexcept nogil:
+    cdef int c, h, n_walk = 0, unreachable = 0, hazards = 0, treasure = 0, off = 0, forced = 0
+    cdef int path_len, hc, regions, k
+    for c in range(n * n):
+        w.walk[c] = 1 if tiles[c] != WALL else 0
+        n_walk += w.walk[c]
+    bfs(w.walk, n, s, -1, w.dist_s, w.queue)
+    bfs(w.walk, n, g, -1, w.dist_g, w.queue)
+    path_len = w.dist_s[g]
+    for c in range(n * n):
+        if w.walk[c] and w.dist_s[c] < 0:
+            unreachable += 1
+        if tiles[c] == HAZARD:
+            hazards += 1
+        elif tiles[c] == TREASURE:
+            treasure += 1
+            if w.dist_s[c] < 0 or w.dist_g[c] < 0 or w.dist_s[c] + w.dist_g[c] > path_len:
+                off += 1
+    out.path_len = path_len
+    out.routes = disjoint_routes(w, n, s, g, 2) if path_len >= 0 else 0
+    if path_len >= 0 and out.routes < 2:
+        for h in range(n * n):
+            if tiles[h] == HAZARD:
+                bfs(w.walk, n, s, h, w.tmp, w.queue)
+                if w.tmp[g] < 0:
+                    forced += 1
+    if hazards and path_len >= 0:
+        for c in range(n * n):
+            if tiles[c] == HAZARD:
+                w.walk[c] = 0
+        bfs(w.walk, n, s, -1, w.tmp, w.queue)
+        out.hazard_free = 1 if w.tmp[g] >= 0 else 0
+        for c in range(n * n):
+            w.walk[c] = 1 if tiles[c] != WALL else 0
+    else:
+        out.hazard_free = 1 if path_len >= 0 else 0
+    out.hazards = hazards
+    out.forced = forced
+    out.treasure = treasure
+    out.off_route = off
+    out.floor_share = <double>n_walk / (n * n)
+    out.unreachable = unreachable
+    if unreachable == 0 and n_walk:
+        regions = 1
+    else:
+        regions = 0
+        for c in range(n * n):
+            w.parent[c] = 0
+        for c in range(n * n):
+            if w.walk[c] and not w.parent[c]:
+                regions += 1
+                bfs(w.walk, n, c, -1, w.tmp, w.queue)
+                for k in range(n * n):
+                    if w.tmp[k] >= 0:
+                        w.parent[k] = 1
+    out.regions = regions
+
+
+# ------------------------------------------------------------------------------ environment
 cdef class LevelEnv(Env):
-    """Random obstacle field, one start, one reachable target; see the module docstring."""
+    """The level editor of runtime/level_env.py in C; see the module docstrings."""
 
     cdef public int size_min, size_max
-    cdef public double density_min, density_max
-    cdef public double step_reward, bump_reward, goal_reward
-    cdef int n, px, py, tx, ty
-    cdef unsigned char cells[MAXCELLS]   # 1 = wall, index y * MAXN + x
-    cdef unsigned char seen[MAXCELLS]
-    cdef unsigned char visited[MAXCELLS]
-    cdef int queue[MAXCELLS]
+    cdef int n, m, s, g, pos, phase, steps, c_steps, last_edge, hazards, treasures, blen
+    cdef int floor_tiles, depth_g
+    cdef double paid
+    cdef Targets tg
+    cdef unsigned char cells[MAXCELLS]
+    cdef int depth[MAXJ]
+    cdef unsigned char owner[MAXJ]
+    cdef int roots[MAXJ]
+    cdef Scratch work
+    cdef Metrics last
 
-    def __init__(self, *, int size_min=6, int size_max=32, double density_min=0.0,
-                 double density_max=0.35, double step_reward=-1.0,
-                 double bump_reward=-2.0, double goal_reward=0.0):
-        if not 5 <= size_min <= size_max <= MAXN:
-            raise ValueError(f"need 5 <= size_min <= size_max <= {MAXN}, "
+    def __init__(self, *, int size_min=8, int size_max=40):
+        if not 7 <= size_min <= size_max <= MAXN:
+            raise ValueError(f"need 7 <= size_min <= size_max <= {MAXN}, "
                              f"got {size_min}, {size_max}")
-        if not 0.0 <= density_min <= density_max < 0.9:
-            raise ValueError("need 0 <= density_min <= density_max < 0.9")
         self.size_min = size_min
         self.size_max = size_max
-        self.density_min = density_min
-        self.density_max = density_max
-        self.step_reward = step_reward
-        self.bump_reward = bump_reward
-        self.goal_reward = goal_reward
         self.n_states = N_STATES
-        self.n_actions = 4
-        self.n = size_min
-        self.px = self.py = self.tx = self.ty = 1
+        self.n_actions = N_ACTIONS
+        self.n = self.m = 0
+        self.phase = DONE
 
-    cdef inline int observe(self) noexcept nogil:
-        cdef int k, c, walls = 0, visited = 0
-        for k in range(4):
-            c = (self.py + ACT_DY[k]) * MAXN + self.px + ACT_DX[k]
-            if self.cells[c]:
-                walls |= 1 << k
-            if self.visited[c]:
-                visited |= 1 << k
-        cdef int dx = self.tx - self.px
-        cdef int dy = self.ty - self.py
-        cdef int d = (dx if dx >= 0 else -dx) + (dy if dy >= 0 else -dy)
-        return ((walls * 16 + visited) * N_DIRS + direction8(dx, dy)) * N_DIST \
-            + distance_bucket(d)
+    cdef inline int jt(self, int j) noexcept nogil:
+        return (2 * (j // self.m) + 1) * self.n + 2 * (j % self.m) + 1
+
+    cdef int status(self, int k) noexcept nogil:
+        cdef int m = self.m, j = self.pos
+        cdef int i = j % m + DXS[k], jj = j // m + DYS[k], nj
+        if i < 0 or i >= m or jj < 0 or jj >= m:
+            return 0
+        nj = jj * m + i
+        if self.cells[self.jt(nj)] == WALL:
+            return 1
+        if self.cells[self.jt(j) + DXS[k] + DYS[k] * self.n] != WALL:
+            if self.phase == PHASE_A or (self.phase == PHASE_B and self.owner[nj] == 2):
+                return 2
+            return 0
+        return 3 if self.phase == PHASE_B and nj == self.s else 0
+
+    cdef int observe(self) noexcept nogil:
+        cdef int nb, feat, gb, le, dx, dy, dist, risk, bl, need, m = self.m
+        if self.phase == DONE:
+            return 0
+        nb = self.status(0) + 4 * self.status(1) + 16 * self.status(2) + 64 * self.status(3)
+        if self.phase == PHASE_A:
+            gb = gap_bucket(self.tg.path - self.depth[self.pos])
+            le = 1 if self.last_edge >= 0 and self.cells[self.last_edge] == FLOOR else 0
+            feat = (gb * 2 + (1 if self.hazards < self.tg.hazards else 0)) * 2 + le
+        elif self.phase == PHASE_B:
+            dx = self.s % m - self.pos % m
+            dy = self.s // m - self.pos // m
+            dist = iabs(dx) + iabs(dy)
+            risk = 1 if self.blen + dist < self.depth_g else 0
+            feat = A_FEAT + ((direction8(dx, dy) * 4 + distance_bucket(dist)) * 2 + risk) * 2 \
+                + (1 if self.treasures < self.tg.treasure else 0)
+        else:
+            bl = self.blen if self.blen < 3 else 3
+            need = 1 if self.floor_tiles < self.tg.floor * self.n * self.n else 0
+            feat = A_FEAT + B_FEAT + (bl * 2 + (1 if self.treasures < self.tg.treasure else 0)) \
+                * 2 + need
+        return nb * N_FEAT + feat
+
+    cdef void start(self, int n, Targets tg, Rng* rng) noexcept nogil:
+        cdef int c, j
+        self.n = n
+        self.m = (n - 1) // 2
+        self.tg = tg
+        for c in range(n * n):
+            self.cells[c] = WALL
+        for j in range(self.m * self.m):
+            self.depth[j] = 0
+            self.owner[j] = 0
+        self.s = rng_below(rng, self.m * self.m)
+        self.pos = self.s
+        self.g = -1
+        self.cells[self.jt(self.s)] = FLOOR
+        self.owner[self.s] = 1
+        self.floor_tiles = 1
+        self.phase = PHASE_A
+        self.steps = 0
+        self.c_steps = 0
+        self.last_edge = -1
+        self.hazards = 0
+        self.treasures = 0
+        self.blen = 0
+        self.depth_g = 0
+        self.paid = 0.0
 
     cdef int reset(self, Rng* rng) noexcept nogil:
         cdef int n = self.size_min + rng_below(rng, self.size_max - self.size_min + 1)
-        cdef double density = self.density_min + \
-            (self.density_max - self.density_min) * rng_uniform(rng)
-        cdef int x, y, k, head, tail, c, nx, ny, nc
-        self.n = n
-        for y in range(n):
-            for x in range(n):
-                self.visited[y * MAXN + x] = 0
-                if x == 0 or y == 0 or x == n - 1 or y == n - 1:
-                    self.cells[y * MAXN + x] = 1
-                else:
-                    self.cells[y * MAXN + x] = 1 if rng_uniform(rng) < density else 0
-        self.px = 1 + rng_below(rng, n - 2)
-        self.py = 1 + rng_below(rng, n - 2)
-        self.cells[self.py * MAXN + self.px] = 0
-        # BFS over free cells from the start; the queue lists the reachable cells in order
-        for y in range(n):
-            for x in range(n):
-                self.seen[y * MAXN + x] = 0
-        head = 0
-        tail = 1
-        self.queue[0] = self.py * MAXN + self.px
-        self.seen[self.queue[0]] = 1
-        while head < tail:
-            c = self.queue[head]
-            head += 1
-            for k in range(4):
-                nc = c + ACT_DY[k] * MAXN + ACT_DX[k]
-                if not self.cells[nc] and not self.seen[nc]:
-                    self.seen[nc] = 1
-                    self.queue[tail] = nc
-                    tail += 1
-        if tail < 2:
-            # walled in: open the cell to the right (or left at the right border)
-            nx = self.px + 1 if self.px + 1 < n - 1 else self.px - 1
-            self.cells[self.py * MAXN + nx] = 0
-            self.queue[1] = self.py * MAXN + nx
-            tail = 2
-        c = self.queue[1 + rng_below(rng, tail - 1)]
-        self.tx = c % MAXN
-        self.ty = c // MAXN
-        self.visited[self.py * MAXN + self.px] = 1
+        cdef int m = (n - 1) // 2
+        cdef double d = rng_uniform(rng)
+        cdef Targets tg = make_targets(m, d)
+        if rng_uniform(rng) >= 0.5:
+            tg.path = 1 + rng_below(rng, 2 * m)
+        self.start(n, tg, rng)
         return self.observe()
+
+    cdef void new_root(self, Rng* rng) noexcept nogil:
+        cdef int m = self.m, j, i, jj, k, ni, nj, count = 0
+        self.blen = 0
+        if self.floor_tiles >= self.tg.floor * self.n * self.n:
+            self.phase = DONE
+            return
+        for j in range(m * m):
+            if self.cells[self.jt(j)] == WALL:
+                continue
+            i = j % m
+            jj = j // m
+            for k in range(4):
+                ni = i + DXS[k]
+                nj = jj + DYS[k]
+                if 0 <= ni < m and 0 <= nj < m and self.cells[self.jt(nj * m + ni)] == WALL:
+                    self.roots[count] = j
+                    count += 1
+                    break
+        if count == 0:
+            self.phase = DONE
+            return
+        self.pos = self.roots[rng_below(rng, count)]
+
+    cdef void enter_c(self, Rng* rng) noexcept nogil:
+        self.phase = PHASE_C
+        self.steps = 0
+        self.last_edge = -1
+        self.new_root(rng)
+
+    cdef double move(self, int k, Rng* rng) noexcept nogil:
+        cdef int st = self.status(k), nj, edge, arm
+        cdef double reward
+        if st == 0:
+            return BUMP_REWARD - STEP_REWARD
+        nj = self.pos + DXS[k] + DYS[k] * self.m
+        edge = self.jt(self.pos) + DXS[k] + DYS[k] * self.n
+        if st == 2:
+            self.pos = nj
+            self.last_edge = -1
+            if self.phase == PHASE_B:
+                self.blen = self.depth[nj]
+            return 0.0
+        if st == 3:
+            self.cells[edge] = FLOOR
+            self.floor_tiles += 1
+            arm = self.depth[self.pos] + 1
+            reward = RING_REWARD if self.tg.ring else 0.0
+            if arm < self.depth_g:
+                reward += path_score(arm, self.tg.path) - path_score(self.depth_g, self.tg.path)
+            self.pos = nj
+            self.paid += reward
+            self.enter_c(rng)
+            return reward
+        self.cells[edge] = FLOOR
+        self.cells[self.jt(nj)] = FLOOR
+        self.floor_tiles += 2
+        self.last_edge = edge
+        if self.phase == PHASE_A:
+            self.depth[nj] = self.depth[self.pos] + 1
+            self.owner[nj] = 1
+        elif self.phase == PHASE_B:
+            self.depth[nj] = self.depth[self.pos] + 1
+            self.blen = self.depth[nj]
+            self.owner[nj] = 2
+        else:
+            self.owner[nj] = 3
+            self.blen += 1
+        self.pos = nj
+        return 0.0
+
+    cdef double place_goal(self, int j, Rng* rng) noexcept nogil:
+        cdef double reward
+        self.g = j
+        self.depth_g = self.depth[j]
+        reward = path_score(self.depth[j], self.tg.path)
+        self.paid += reward
+        if self.tg.ring:
+            self.phase = PHASE_B
+            self.steps = 0
+            self.owner[j] = 2
+            self.depth[j] = 0
+            self.blen = 0
+            self.last_edge = -1
+        else:
+            self.enter_c(rng)
+        return reward
+
+    cdef double act(self, int a, Rng* rng) noexcept nogil:
+        cdef int e, c
+        if a < 4:
+            return self.move(a, rng)
+        if a == 4:
+            if self.phase == PHASE_A:
+                if self.pos == self.s or self.cells[self.jt(self.pos)] != FLOOR:
+                    return BUMP_REWARD - STEP_REWARD
+                return self.place_goal(self.pos, rng)
+            if self.phase == PHASE_B:
+                return BUMP_REWARD - STEP_REWARD
+            self.new_root(rng)
+            return 0.0
+        if a == 5:
+            e = self.last_edge
+            if self.phase == PHASE_C or e < 0 or self.cells[e] != FLOOR:
+                return BUMP_REWARD - STEP_REWARD
+            self.cells[e] = HAZARD
+            self.hazards += 1
+            return 0.0
+        c = self.jt(self.pos)
+        if self.cells[c] != FLOOR or self.pos == self.s or self.pos == self.g:
+            return BUMP_REWARD - STEP_REWARD
+        self.cells[c] = TREASURE
+        self.treasures += 1
+        if self.phase == PHASE_C:
+            self.new_root(rng)
+        return 0.0
+
+    cdef double repair_goal(self, Rng* rng) noexcept nogil:
+        cdef int j, k, best = self.s, bd = -1
+        for j in range(self.m * self.m):
+            if self.owner[j] == 1 and j != self.s and self.cells[self.jt(j)] == FLOOR \
+                    and self.depth[j] > bd:
+                best = j
+                bd = self.depth[j]
+        if best == self.s:
+            self.pos = self.s
+            for k in range(4):
+                if self.status(k) == 1:
+                    self.move(k, rng)
+                    break
+            best = self.pos
+        self.pos = best
+        return self.place_goal(best, rng)
 
     cdef int step(self, int state, int action, Rng* rng, double* reward,
                   bint* done) noexcept nogil:
-        cdef int nx = self.px + ACT_DX[action]
-        cdef int ny = self.py + ACT_DY[action]
-        if self.cells[ny * MAXN + nx]:
-            reward[0] = self.bump_reward
-            done[0] = False
-            return self.observe()
-        self.px = nx
-        self.py = ny
-        self.visited[ny * MAXN + nx] = 1
-        if nx == self.tx and ny == self.ty:
-            reward[0] = self.step_reward + self.goal_reward
+        cdef double r = STEP_REWARD + self.act(action, rng)
+        self.steps += 1
+        if self.phase == PHASE_A and self.steps >= 4 * self.tg.path + 8:
+            r += self.repair_goal(rng)
+        elif self.phase == PHASE_B and self.steps >= 6 * self.m + 2 * self.tg.path:
+            self.enter_c(rng)
+        elif self.phase == PHASE_C:
+            self.c_steps += 1
+            if self.c_steps >= 6 * self.m * self.m:
+                self.phase = DONE
+        if self.phase == DONE:
+            measure(self.cells, self.n, self.jt(self.s), self.jt(self.g), &self.work, &self.last)
+            r += score(&self.last, &self.tg) - self.paid
+            reward[0] = r
             done[0] = True
-        else:
-            reward[0] = self.step_reward
-            done[0] = False
+            return 0
+        reward[0] = r
+        done[0] = False
         return self.observe()
 
     # ------------------------------------------------------------------ Python-side helpers
-
-    def grid(self):
-        """The current episode's grid as uint8 ``(N, N)``, 1 = wall."""
+    def tiles(self):
+        """The current tiles as uint8 ``(n, n)`` (0 wall, 1 floor, 2 hazard, 3 treasure)."""
         out = np.zeros((self.n, self.n), dtype=np.uint8)
-        cdef int x, y
-        for y in range(self.n):
-            for x in range(self.n):
-                out[y, x] = self.cells[y * MAXN + x]
+        cdef int c
+        for c in range(self.n * self.n):
+            out[c // self.n, c % self.n] = self.cells[c]
         return out
 
-    def agent(self):
-        """((x, y) of the agent, (x, y) of the target)."""
-        return (self.px, self.py), (self.tx, self.ty)
+    def start_tiles(self):
+        """(S tile, G tile) as flat ``y * n + x`` indices (G -1 before it is placed)."""
+        return self.jt(self.s), (self.jt(self.g) if self.g >= 0 else -1)
+
+    def targets(self):
+        """(path L, ring, hazards, treasure, floor share) of the current episode."""
+        return (self.tg.path, bool(self.tg.ring), self.tg.hazards, self.tg.treasure,
+                self.tg.floor)
+
+    def metrics(self):
+        """The metrics tuple of runtime.level_env.measure for the current tiles (G placed)."""
+        if self.g < 0:
+            raise ValueError("no goal placed yet")
+        cdef Metrics met
+        measure(self.cells, self.n, self.jt(self.s), self.jt(self.g), &self.work, &met)
+        return (met.path_len, met.routes, met.hazards, met.forced, met.hazard_free,
+                met.treasure, met.off_route, met.floor_share, met.unreachable, met.regions)
 
 
-def train_level_agent(long episodes, *, double alpha=0.1, double gamma=0.97,
+def measure_tiles(tiles, int s, int g):
+    """``runtime.level_env.measure`` in C for a uint8 ``(n, n)`` tile array (tests, speed)."""
+    arr = np.ascontiguousarray(tiles, dtype=np.uint8)
+    cdef int n = arr.shape[0]
+    if arr.ndim != 2 or arr.shape[1] != n or not 7 <= n <= MAXN:
+        raise ValueError(f"tiles must be a square uint8 array of side 7..{MAXN}")
+    cdef const unsigned char[::1] flat = arr.reshape(-1)
+    env = LevelEnv(size_min=7, size_max=MAXN)
+    return _measure_with(env, flat, n, s, g)
+
+
+cdef tuple _measure_with(LevelEnv env, const unsigned char[::1] flat, int n, int s, int g):
+    cdef Metrics met
+    measure(&flat[0], n, s, g, &env.work, &met)
+    return (met.path_len, met.routes, met.hazards, met.forced, met.hazard_free,
+            met.treasure, met.off_route, met.floor_share, met.unreachable, met.regions)
+
+
+def train_level_agent(long episodes, *, double alpha=0.1, double gamma=0.98,
                       double epsilon=0.2, double epsilon_decay=1.0, double epsilon_min=0.0,
-                      long max_steps=400, uint64_t seed=0, q=None, algorithm="q",
+                      long max_steps=20000, uint64_t seed=0, q=None, algorithm="q",
                       **env_kwargs):
-    """Q-learning of the level agent in C; returns ``(q, stats)`` (see the module docstring)."""
+    """Q-learning of the level editor in C; returns ``(q, stats)`` (see the module docstring)."""
     env = LevelEnv(**env_kwargs)
     if q is None:
         q = np.zeros((env.n_states, env.n_actions), dtype=np.float64)

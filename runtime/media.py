@@ -69,20 +69,32 @@ def write_gif(path: Path, frames: np.ndarray, scale: int = 3, ms_per_frame: int 
     pics[0].save(path, save_all=True, append_images=pics[1:], duration=ms_per_frame, loop=0)
 
 
-def write_midi(path: Path, pitches, ticks_per_step: int = 240, velocity: int = 80) -> None:
+def write_midi(path: Path, notes, ticks_per_step: int = 120, velocity: int = 80,
+               meter: str | None = None, bpm: int = 100) -> None:
+    """``notes``: ``(pitch or None for a rest, duration in steps)`` pairs (or bare pitches, one
+    step each; None or a negative pitch is a rest). A step is ``ticks_per_step`` ticks of 480
+    per quarter (120: a sixteenth). Each note sounds for its whole duration; rests are
+    silent time before the next note."""
     mido = _need("mido")
     mid = mido.MidiFile(ticks_per_beat=480)
     track = mido.MidiTrack()
     mid.tracks.append(track)
-    track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(100), time=0))
+    track.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
+    if meter:
+        num, den = (int(x) for x in meter.split("/"))
+        track.append(mido.MetaMessage("time_signature", numerator=num, denominator=den, time=0))
     rest = 0
-    for p in pitches:
+    for item in notes:
+        p, steps = item if isinstance(item, (tuple, list)) else (item, 1)
+        ticks = int(steps) * ticks_per_step
         if p is None or p < 0:   # a rest
-            rest += ticks_per_step
+            rest += ticks
             continue
         track.append(mido.Message("note_on", note=int(p), velocity=velocity, time=rest))
-        track.append(mido.Message("note_off", note=int(p), velocity=0, time=ticks_per_step))
+        track.append(mido.Message("note_off", note=int(p), velocity=0, time=ticks))
         rest = 0
+    if rest:                     # a trailing rest still takes its time
+        track.append(mido.MetaMessage("end_of_track", time=rest))
     mid.save(str(path))
 
 
@@ -118,3 +130,37 @@ def write_sample(kind: str, result, path: Path, options: dict) -> str:
         path.write_text(json.dumps({"history": options.get("history", []), "slate": result}) + "\n")
         return f"history {options.get('history', [])} -> slate {result}"
     raise ValueError(f"no writer for kind {kind!r}")
+
+
+LEVEL_COLOURS = {"#": (40, 40, 48), ".": (225, 220, 205), "S": (60, 170, 75),
+                 "G": (55, 110, 210), "^": (215, 70, 50), "$": (235, 185, 40)}
+
+
+def write_level_png(path: Path, rows: list[str], tile: int = 12) -> None:
+    """A level's tiles drawn: walls dark, floor light, S green, G blue, hazards as red
+    triangles and treasure as gold diamonds on floor (unknown tiles drawn as floor)."""
+    image = _need("PIL.Image")
+    draw_mod = _need("PIL.ImageDraw")
+    h, w = len(rows), max(len(r) for r in rows)
+    pic = image.new("RGB", (w * tile, h * tile), LEVEL_COLOURS["#"])
+    draw = draw_mod.Draw(pic)
+    floor = LEVEL_COLOURS["."]
+    for y, row in enumerate(rows):
+        for x, ch in enumerate(row):
+            x0, y0 = x * tile, y * tile
+            box = (x0, y0, x0 + tile - 1, y0 + tile - 1)
+            if ch == "#":
+                continue
+            if ch in "SG":
+                draw.rectangle(box, fill=LEVEL_COLOURS[ch])
+                continue
+            draw.rectangle(box, fill=floor)
+            q = tile // 4
+            if ch == "^":
+                draw.polygon([(x0 + tile // 2, y0 + q), (x0 + tile - q, y0 + tile - q),
+                              (x0 + q, y0 + tile - q)], fill=LEVEL_COLOURS["^"])
+            elif ch == "$":
+                c = tile // 2
+                draw.polygon([(x0 + c, y0 + q), (x0 + tile - q, y0 + c), (x0 + c, y0 + tile - q),
+                              (x0 + q, y0 + c)], fill=LEVEL_COLOURS["$"])
+    pic.save(path)

@@ -1,0 +1,522 @@
+"""The level editor: a PCGRL-style turtle that edits a corridor lattice (pure Python).
+
+This module is the rule book of the ``level`` kind. The same rules run in C in
+``fastcore/level_env.pyx`` (training, >= 1 M edit steps/s); this pure-Python version is both
+the runtime's generator and the bit-exact twin the parity tests compare the C code with
+(``fastcore.reference_level``). Only the standard library: no numpy, no onnxruntime.
+
+Grid and lattice
+----------------
+A level is ``n x n`` tiles: ``#`` wall, ``.`` floor, ``S`` start, ``G`` goal, ``^`` hazard and
+``$`` treasure (both walkable). Corridors are one tile wide and run on a lattice of
+``m x m`` junctions, ``m = (n - 1) // 2``, junction ``J = j * m + i`` at tile
+``(x, y) = (2 i + 1, 2 j + 1)``; the tile between two neighbouring junctions is their edge.
+(For even ``n`` the last column and row are wall too.) Every level starts as solid wall.
+
+Episode (the designer targets are fixed at the start; see ``targets``)
+---------------------------------------------------------------------
+The turtle starts on ``S`` (a random junction). Actions, in three phases:
+
+* 0..3 move right / down / left / up. Into an uncarved junction: carve the edge and the
+  junction (the edit). Along an open edge: walk (phase A anywhere on the main arm, phase B
+  only on the return arm, never in phase C). Into a carved junction through a closed edge:
+  refused, except in phase B into ``S``, which closes the ring (a second disjoint route).
+* 4 ``mark``: phase A places ``G`` on the turtle's junction (its depth in the carved tree is
+  the path length); refused in phase B (the return arm ends by closing the ring or when its
+  budget runs out); phase C ends the branch.
+* 5 ``hazard``: puts ``^`` on the edge tile just carved (phases A and B).
+* 6 ``treasure``: puts ``$`` on the turtle's junction (not on S or G); in phase C it also ends
+  the branch.
+
+Phase A carves the main arm from ``S`` and places ``G``. Phase B (when the targets ask for two
+routes) carves a return arm from ``G`` that may touch no carved junction but ``S``. Phase C
+grows dead-end branches: each from a root junction drawn uniformly (from the environment's
+random stream) among the carved junctions that still have an uncarved neighbour, until the
+floor share reaches its target. A refused action is a bump (a wasted step). Budgets: phase A
+``4 L + 8`` steps (then ``G`` goes on the deepest junction of the arm: the documented
+repair), phase B ``6 m + 2 L`` steps, phase C ``6 m^2`` steps. Every edit carves next to
+carved floor and nothing is ever filled back, so every level is one region, ``G`` is
+reachable from ``S`` and no floor is unreachable: solvable by construction.
+
+Observation (the tabular state): ``state = nb * N_FEAT + feature`` with ``nb`` the status of
+the four neighbours (base 4, digit k for direction k: 0 refused, 1 uncarved, 2 open edge,
+3 ``S`` to close the ring) and ``feature`` by phase:
+A (28): gap = L - depth bucketed (<= -2, -1, 0, 1, 2..3, 4..7, >= 8) x hazards still wanted x
+the last edge can take a hazard; B (128): direction to S (8) x lattice distance bucket (4) x
+"closing now would make a shortcut" (arm length + distance < depth of G) x treasure still
+wanted; C (16): branch length (0, 1, 2, >= 3) x treasure still wanted x floor share below
+target.
+
+Reward: ``STEP_REWARD`` per action (``BUMP_REWARD`` for a refused one); the path score when
+``G`` is placed, ``RING_REWARD`` when the ring closes (plus the change of the path score when
+the return arm is the shorter one), and at the end the rest of the target
+score (``score(measure(...))`` minus what was already paid), so that an episode's return is the
+target score plus the step costs.
+"""
+from __future__ import annotations
+
+from collections import deque
+
+WALL, FLOOR, HAZARD, TREASURE = 0, 1, 2, 3
+DX = (1, 0, -1, 0)            # right, down, left, up
+DY = (0, 1, 0, -1)
+PHASE_A, PHASE_B, PHASE_C, DONE = 0, 1, 2, 3
+N_NB = 256
+A_FEAT, B_FEAT, C_FEAT = 28, 128, 16
+N_FEAT = A_FEAT + B_FEAT + C_FEAT
+N_STATES = N_NB * N_FEAT
+N_ACTIONS = 7
+ACTIONS = ("right", "down", "left", "up", "mark", "hazard", "treasure")
+STEP_REWARD = -0.01
+BUMP_REWARD = -0.05
+RING_REWARD = 1.0
+ENCODING = "lattice-turtle-v1"
+TILE_CHARS = "#.^$"
+
+
+def lattice(n: int) -> int:
+    return (n - 1) // 2
+
+
+def targets(m: int, d: float) -> tuple:
+    """Difficulty ``d`` in [0, 1] -> (path L in lattice steps, ring wanted, hazards H,
+    treasure T, floor share F). The tile path length is 2 L."""
+    path = int((0.5 + d) * m + 0.5)
+    if path < 2:
+        path = 2
+    ring = d >= 0.25
+    hazards = int(d * path / 3.0 + 0.5) if ring else 0
+    treasure = 1 + int(2.0 * d + 0.5)
+    floor = 0.28 + 0.08 * d
+    return path, ring, hazards, treasure, floor
+
+
+def path_score(lattice_len: int, path: int) -> float:
+    s = 1.0 - abs(lattice_len - path) / (0.3 * path + 1.0)
+    return s if s > 0.0 else 0.0
+
+
+def score(met: tuple, tg: tuple) -> float:
+    """Target score in [0, 5] of the measured level ``met`` (see ``measure``) for targets ``tg``:
+    path + routes + hazards + treasure + floor, each in [0, 1]."""
+    path_len, routes, hazards, forced, hazard_free, treasure, off_route, floor_share = met[:8]
+    path, ring, h_want, t_want, f_want = tg
+    total = path_score(path_len // 2, path) if path_len >= 0 else 0.0
+    if ring:
+        total += 1.0 if routes >= 2 else 0.0
+    else:
+        total += 1.0
+    if h_want == 0:
+        total += 1.0 if hazards == 0 else 0.5
+    else:
+        ok = hazards - forced
+        total += (ok if ok < h_want else h_want) / h_want * (0.5 + 0.5 * hazard_free)
+    total += (off_route if off_route < t_want else t_want) / t_want
+    f = floor_share / f_want
+    total += f if f < 1.0 else 1.0
+    return total
+
+
+# ------------------------------------------------------------------------------ metrics
+def _bfs(walk, n: int, start: int, blocked: int = -1) -> list:
+    """Distances over walkable tiles (flat y * n + x) from ``start``; -1 unreachable."""
+    dist = [-1] * (n * n)
+    dist[start] = 0
+    dq = deque([start])
+    steps = (1, n, -1, -n)
+    while dq:
+        c = dq.popleft()
+        dc = dist[c] + 1
+        for s in steps:
+            nc = c + s
+            if walk[nc] and dist[nc] < 0 and nc != blocked:
+                dist[nc] = dc
+                dq.append(nc)
+    return dist
+
+
+def separating_tiles(walk, n: int, s: int, g: int, ds: list) -> tuple:
+    """(routes, tiles every S-G route steps on) for a reachable G; ``ds`` = BFS from S.
+
+    Takes one shortest path P = p0..pk (S..G) and flood-fills the walkable tiles off P: each
+    such region touching P at indices lo < hi gives a bypass of p(lo+1)..p(hi-1). An inner
+    tile of P that no bypass covers separates S from G (a shortest path has no chords), so
+    there are 2 vertex-disjoint routes iff no inner tile is uncovered (Menger); for adjacent
+    S and G, iff some region touches both."""
+    steps = (1, n, -1, -n)
+    path, c = [g], g
+    while c != s:
+        for st in steps:
+            d = c + st
+            if walk[d] and ds[d] == ds[c] - 1:
+                c = d
+                break
+        path.append(c)
+    path.reverse()
+    k = len(path) - 1
+    index = {c: i for i, c in enumerate(path)}
+    seen = bytearray(n * n)
+    for c in path:
+        seen[c] = 1
+    cover = [0] * (k + 2)
+    both = False
+    for c0 in path:
+        for st in steps:
+            start = c0 + st
+            if not walk[start] or seen[start]:
+                continue
+            seen[start] = 1
+            lo, hi, stack = k, 0, [start]
+            while stack:
+                c = stack.pop()
+                for st2 in steps:
+                    d = c + st2
+                    i = index.get(d)
+                    if i is not None:
+                        lo = i if i < lo else lo
+                        hi = i if i > hi else hi
+                    elif walk[d] and not seen[d]:
+                        seen[d] = 1
+                        stack.append(d)
+            if lo == 0 and hi == k:
+                both = True
+            if hi - lo >= 2:
+                cover[lo + 1] += 1
+                cover[hi] -= 1
+    if k == 1:
+        return (2 if both else 1), []
+    cut, run = [], 0
+    for i in range(1, k):
+        run += cover[i]
+        if run == 0:
+            cut.append(path[i])
+    return (1 if cut else 2), cut
+
+
+def measure(tiles, n: int, s: int, g: int) -> tuple:
+    """Level metrics from the tile codes (flat ``y * n + x``, WALL/FLOOR/HAZARD/TREASURE) and the
+    S and G tiles: ``(path_length, routes, hazards, hazards_forced, hazard_free_route,
+    treasure, treasure_off_route, floor_share, unreachable_floor, regions)``.
+
+    path_length: shortest S-G path in tiles (-1 if none); routes: vertex-disjoint S-G routes
+    (at most 2); a hazard is forced when every S-G route steps on it (the C twin counts both
+    with a max flow and one BFS per hazard: two algorithms, the same numbers); hazard_free_route: G is
+    reachable from S without stepping on any hazard; treasure_off_route: treasure on no
+    shortest S-G path; floor_share: walkable tiles / n^2; unreachable_floor: walkable tiles not
+    reachable from S; regions: connected areas of walkable tiles."""
+    walk = bytearray(1 if t != WALL else 0 for t in tiles)
+    ds = _bfs(walk, n, s)
+    dg = _bfs(walk, n, g)
+    path_len = ds[g]
+    n_walk = sum(walk)
+    unreachable = sum(1 for c in range(n * n) if walk[c] and ds[c] < 0)
+    hazards = [c for c in range(n * n) if tiles[c] == HAZARD]
+    treasure = [c for c in range(n * n) if tiles[c] == TREASURE]
+    routes, forced = 0, 0
+    if path_len >= 0:
+        routes, cut = separating_tiles(walk, n, s, g, ds)
+        forced = sum(1 for c in cut if tiles[c] == HAZARD)
+    if hazards and path_len >= 0:
+        nohaz = bytearray(walk)
+        for h in hazards:
+            nohaz[h] = 0
+        hazard_free = 1 if _bfs(nohaz, n, s)[g] >= 0 else 0
+    else:
+        hazard_free = 1 if path_len >= 0 else 0
+    off = sum(1 for t in treasure
+              if ds[t] < 0 or dg[t] < 0 or ds[t] + dg[t] > path_len)
+    regions = 1 if unreachable == 0 and n_walk else _regions(walk, n)
+    return (path_len, routes, len(hazards), forced, hazard_free, len(treasure), off,
+            n_walk / (n * n), unreachable, regions)
+
+
+def _regions(walk, n: int) -> int:
+    seen = bytearray(n * n)
+    count = 0
+    for c in range(n * n):
+        if walk[c] and not seen[c]:
+            count += 1
+            for d, v in enumerate(_bfs(walk, n, c)):
+                if v >= 0:
+                    seen[d] = 1
+    return count
+
+
+METRIC_NAMES = ("path_length", "routes", "hazards", "hazards_forced", "hazard_free_route",
+                "treasure", "treasure_off_route", "floor_share", "unreachable_floor", "regions")
+
+
+# ------------------------------------------------------------------------------ the editor
+def direction8(dx: int, dy: int) -> int:
+    ax, ay = abs(dx), abs(dy)
+    if ax > 2 * ay:
+        return 2 if dx > 0 else 6
+    if ay > 2 * ax:
+        return 4 if dy > 0 else 0
+    if dx > 0:
+        return 3 if dy > 0 else 1
+    return 5 if dy > 0 else 7
+
+
+def distance_bucket(d: int) -> int:
+    return 0 if d <= 1 else 1 if d <= 3 else 2 if d <= 7 else 3
+
+
+def gap_bucket(gap: int) -> int:
+    if gap <= -2:
+        return 0
+    if gap <= 1:
+        return gap + 2
+    return 4 if gap <= 3 else 5 if gap <= 7 else 6
+
+
+_GEOMETRY: dict = {}
+
+
+def geometry(n: int) -> tuple:
+    """(junction tiles, in-lattice neighbour junctions) of an ``n x n`` level (constant)."""
+    hit = _GEOMETRY.get(n)
+    if hit is None:
+        m = lattice(n)
+        jtile = tuple((2 * (j // m) + 1) * n + 2 * (j % m) + 1 for j in range(m * m))
+        nbrs = tuple(tuple((j // m + DY[k]) * m + j % m + DX[k] for k in range(4)
+                           if 0 <= j % m + DX[k] < m and 0 <= j // m + DY[k] < m)
+                     for j in range(m * m))
+        hit = _GEOMETRY[n] = (jtile, nbrs)
+    return hit
+
+
+class Editor:
+    """One level being edited; ``rng`` needs ``below(k)`` (uniform int in [0, k))."""
+
+    def start(self, n: int, tg: tuple, rng) -> int:
+        m = self.m = lattice(n)
+        self.n, self.tg, self.rng = n, tg, rng
+        self.jtile, self.nbrs = geometry(n)
+        # uncarved neighbours per junction; a carved junction with some is a branch root
+        self.free = bytearray(len(nb) for nb in self.nbrs)
+        self.root = bytearray(m * m)
+        self.tiles = bytearray(n * n)
+        self.depth = [0] * (m * m)         # tree depth from S (phase A) / from G (phase B)
+        self.owner = bytearray(m * m)      # 1 main arm, 2 return arm, 3 branch
+        self.s = self.pos = rng.below(m * m)
+        self.g = -1
+        self.tiles[self.jt(self.s)] = FLOOR
+        self._carved(self.s)
+        self.owner[self.s] = 1
+        self.floor_tiles = 1
+        self.phase, self.steps, self.c_steps = PHASE_A, 0, 0
+        self.last_edge = -1
+        self.hazards = self.treasures = self.blen = 0
+        self.paid = 0.0
+        return self.observe()
+
+    def jt(self, j: int) -> int:
+        return self.jtile[j]
+
+    def _carved(self, j: int) -> None:
+        free, root = self.free, self.root
+        for x in self.nbrs[j]:
+            free[x] -= 1
+            if not free[x]:
+                root[x] = 0
+        root[j] = 1 if free[j] else 0
+
+    def status(self, k: int) -> int:
+        m, j = self.m, self.pos
+        i, jj = j % m + DX[k], j // m + DY[k]
+        if i < 0 or i >= m or jj < 0 or jj >= m:
+            return 0
+        nj = jj * m + i
+        if self.tiles[self.jtile[nj]] == WALL:
+            return 1
+        if self.tiles[self.jtile[j] + DX[k] + DY[k] * self.n] != WALL:
+            if self.phase == PHASE_A or (self.phase == PHASE_B and self.owner[nj] == 2):
+                return 2
+            return 0
+        return 3 if self.phase == PHASE_B and nj == self.s else 0
+
+    def observe(self) -> int:
+        if self.phase == DONE:
+            return 0
+        nb = self.status(0) + 4 * self.status(1) + 16 * self.status(2) + 64 * self.status(3)
+        path, ring, h_want, t_want, f_want = self.tg
+        if self.phase == PHASE_A:
+            gb = gap_bucket(path - self.depth[self.pos])
+            le = 1 if self.last_edge >= 0 and self.tiles[self.last_edge] == FLOOR else 0
+            feat = (gb * 2 + (1 if self.hazards < h_want else 0)) * 2 + le
+        elif self.phase == PHASE_B:
+            m = self.m
+            dx = self.s % m - self.pos % m
+            dy = self.s // m - self.pos // m
+            dist = abs(dx) + abs(dy)
+            risk = 1 if self.blen + dist < self.depth_g else 0
+            feat = A_FEAT + ((direction8(dx, dy) * 4 + distance_bucket(dist)) * 2 + risk) * 2 \
+                + (1 if self.treasures < t_want else 0)
+        else:
+            bl = self.blen if self.blen < 3 else 3
+            need = 1 if self.floor_tiles < f_want * self.n * self.n else 0
+            feat = A_FEAT + B_FEAT + (bl * 2 + (1 if self.treasures < t_want else 0)) * 2 + need
+        return nb * N_FEAT + feat
+
+    # -------------------------------------------------------------- actions
+    def _move(self, k: int) -> float:
+        st = self.status(k)
+        if st == 0:
+            return BUMP_REWARD - STEP_REWARD
+        m, n = self.m, self.n
+        nj = self.pos + DX[k] + DY[k] * m
+        edge = self.jt(self.pos) + DX[k] + DY[k] * n
+        if st == 2:
+            self.pos = nj
+            self.last_edge = -1
+            if self.phase == PHASE_B:
+                self.blen = self.depth[nj]
+            return 0.0
+        if st == 3:                                   # the ring closes at S
+            self.tiles[edge] = FLOOR
+            self.floor_tiles += 1
+            # the shortest path is now the shorter arm: pay its path score change now
+            arm = self.depth[self.pos] + 1
+            reward = RING_REWARD if self.tg[1] else 0.0
+            if arm < self.depth_g:
+                reward += path_score(arm, self.tg[0]) - path_score(self.depth_g, self.tg[0])
+            self.pos = nj
+            self.paid += reward
+            self._enter_c()
+            return reward
+        self.tiles[edge] = FLOOR
+        self.tiles[self.jtile[nj]] = FLOOR
+        self._carved(nj)
+        self.floor_tiles += 2
+        self.last_edge = edge
+        if self.phase == PHASE_A:
+            self.depth[nj] = self.depth[self.pos] + 1
+            self.owner[nj] = 1
+        elif self.phase == PHASE_B:
+            self.depth[nj] = self.depth[self.pos] + 1
+            self.blen = self.depth[nj]
+            self.owner[nj] = 2
+        else:
+            self.owner[nj] = 3
+            self.blen += 1
+        self.pos = nj
+        return 0.0
+
+    def _place_goal(self, j: int) -> float:
+        self.g = j
+        self.depth_g = self.depth[j]
+        reward = path_score(self.depth[j], self.tg[0])
+        self.paid += reward
+        if self.tg[1]:
+            self.phase, self.steps = PHASE_B, 0
+            self.owner[j] = 2
+            self.depth[j] = 0
+            self.blen = 0
+            self.last_edge = -1
+        else:
+            self._enter_c()
+        return reward
+
+    def _enter_c(self) -> None:
+        self.phase, self.steps = PHASE_C, 0
+        self.last_edge = -1
+        self._new_root()
+
+    def _new_root(self) -> None:
+        self.blen = 0
+        if self.floor_tiles >= self.tg[4] * self.n * self.n:
+            self.phase = DONE
+            return
+        # carved junctions with an uncarved neighbour, in index order (as the C scan)
+        roots = [j for j, r in enumerate(self.root) if r]
+        if not roots:
+            self.phase = DONE
+            return
+        self.pos = roots[self.rng.below(len(roots))]
+
+    def _act(self, a: int) -> float:
+        if a < 4:
+            return self._move(a)
+        ph = self.phase
+        if a == 4:
+            if ph == PHASE_A:
+                if self.pos == self.s or self.tiles[self.jt(self.pos)] != FLOOR:
+                    return BUMP_REWARD - STEP_REWARD
+                return self._place_goal(self.pos)
+            if ph == PHASE_B:
+                return BUMP_REWARD - STEP_REWARD
+            self._new_root()
+            return 0.0
+        if a == 5:
+            e = self.last_edge
+            if ph == PHASE_C or e < 0 or self.tiles[e] != FLOOR:
+                return BUMP_REWARD - STEP_REWARD
+            self.tiles[e] = HAZARD
+            self.hazards += 1
+            return 0.0
+        c = self.jt(self.pos)
+        if self.tiles[c] != FLOOR or self.pos == self.s or self.pos == self.g:
+            return BUMP_REWARD - STEP_REWARD
+        self.tiles[c] = TREASURE
+        self.treasures += 1
+        if ph == PHASE_C:
+            self._new_root()
+        return 0.0
+
+    def _repair_goal(self) -> float:
+        """Phase A ran out of steps: G on the deepest junction of the main arm."""
+        best, bd = self.s, -1
+        for j in range(self.m * self.m):
+            if self.owner[j] == 1 and j != self.s and self.tiles[self.jt(j)] == FLOOR \
+                    and self.depth[j] > bd:
+                best, bd = j, self.depth[j]
+        if best == self.s:                          # nothing carved: carve one step first
+            self.pos = self.s
+            for k in range(4):
+                if self.status(k) == 1:
+                    self._move(k)
+                    break
+            best = self.pos
+        self.pos = best
+        return self._place_goal(best)
+
+    def step(self, a: int) -> tuple:
+        """-> (state, reward, done)."""
+        reward = STEP_REWARD + self._act(a)
+        self.steps += 1
+        if self.phase == PHASE_A and self.steps >= 4 * self.tg[0] + 8:
+            reward += self._repair_goal()
+        elif self.phase == PHASE_B and self.steps >= 6 * self.m + 2 * self.tg[0]:
+            self._enter_c()
+        elif self.phase == PHASE_C:
+            self.c_steps += 1
+            if self.c_steps >= 6 * self.m * self.m:
+                self.phase = DONE
+        if self.phase == DONE:
+            self.final = self.metrics()
+            reward += score(self.final, self.tg) - self.paid
+            return 0, reward, True
+        return self.observe(), reward, False
+
+    # -------------------------------------------------------------- results
+    def metrics(self) -> tuple:
+        return measure(self.tiles, self.n, self.jt(self.s), self.jt(self.g))
+
+    def rows(self) -> list[str]:
+        n = self.n
+        chars = [TILE_CHARS[t] for t in self.tiles]
+        chars[self.jt(self.s)] = "S"
+        if self.g >= 0:
+            chars[self.jt(self.g)] = "G"
+        text = "".join(chars)
+        return [text[y * n:(y + 1) * n] for y in range(n)]
+
+
+def parse_rows(rows: list[str]) -> tuple:
+    """Rows -> (tiles bytearray, n, S tile, G tile) for ``measure``; S/G -1 when absent."""
+    n = len(rows)
+    text = "".join(rows)
+    code = {"#": WALL, "^": HAZARD, "$": TREASURE}
+    tiles = bytearray(code.get(ch, FLOOR) for ch in text)
+    return tiles, n, text.find("S"), text.find("G")
