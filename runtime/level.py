@@ -92,7 +92,7 @@ class _Draws:
         self.rng, self.buf, self.i = rng, [], 0
 
     def below(self, k: int) -> int:
-        return int(self.rng.integers(k))
+        return int(self.uniform() * k)
 
     def uniform(self) -> float:
         if self.i == len(self.buf):

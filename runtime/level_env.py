@@ -282,7 +282,13 @@ def geometry(n: int) -> tuple:
         nbrs = tuple(tuple((j // m + DY[k]) * m + j % m + DX[k] for k in range(4)
                            if 0 <= j % m + DX[k] < m and 0 <= j // m + DY[k] < m)
                      for j in range(m * m))
-        hit = _GEOMETRY[n] = (jtile, nbrs)
+        # per junction, per direction: (neighbour junction, edge tile, status weight) or None
+        links = tuple(tuple(((j // m + DY[k]) * m + j % m + DX[k], jtile[j] + DX[k] + DY[k] * n,
+                             4 ** k)
+                            if 0 <= j % m + DX[k] < m and 0 <= j // m + DY[k] < m else None
+                            for k in range(4))
+                      for j in range(m * m))
+        hit = _GEOMETRY[n] = (jtile, nbrs, links)
     return hit
 
 
@@ -292,7 +298,8 @@ class Editor:
     def start(self, n: int, tg: tuple, rng) -> int:
         m = self.m = lattice(n)
         self.n, self.tg, self.rng = n, tg, rng
-        self.jtile, self.nbrs = geometry(n)
+        self.jtile, self.nbrs, self.links = geometry(n)
+        self.carved = bytearray(m * m)
         # uncarved neighbours per junction; a carved junction with some is a branch root
         self.free = bytearray(len(nb) for nb in self.nbrs)
         self.root = bytearray(m * m)
@@ -315,6 +322,7 @@ class Editor:
         return self.jtile[j]
 
     def _carved(self, j: int) -> None:
+        self.carved[j] = 1
         free, root = self.free, self.root
         for x in self.nbrs[j]:
             free[x] -= 1
@@ -336,10 +344,26 @@ class Editor:
             return 0
         return 3 if self.phase == PHASE_B and nj == self.s else 0
 
+    def _neighbours(self) -> int:
+        """The four statuses of ``status`` as one base-4 number (the fast path)."""
+        nb, carved, tiles, phase = 0, self.carved, self.tiles, self.phase
+        for link in self.links[self.pos]:
+            if link is None:
+                continue
+            nj, edge, w = link
+            if not carved[nj]:
+                nb += w
+            elif tiles[edge] != WALL:
+                if phase == PHASE_A or (phase == PHASE_B and self.owner[nj] == 2):
+                    nb += 2 * w
+            elif phase == PHASE_B and nj == self.s:
+                nb += 3 * w
+        return nb
+
     def observe(self) -> int:
         if self.phase == DONE:
             return 0
-        nb = self.status(0) + 4 * self.status(1) + 16 * self.status(2) + 64 * self.status(3)
+        nb = self._neighbours()
         path, ring, h_want, t_want, f_want = self.tg
         if self.phase == PHASE_A:
             gb = gap_bucket(path - self.depth[self.pos])
@@ -361,12 +385,19 @@ class Editor:
 
     # -------------------------------------------------------------- actions
     def _move(self, k: int) -> float:
-        st = self.status(k)
+        link = self.links[self.pos][k]
+        if link is None:
+            return BUMP_REWARD - STEP_REWARD
+        nj, edge, _ = link
+        if not self.carved[nj]:
+            st = 1
+        elif self.tiles[edge] != WALL:
+            st = 2 if self.phase == PHASE_A or (self.phase == PHASE_B and self.owner[nj] == 2) \
+                else 0
+        else:
+            st = 3 if self.phase == PHASE_B and nj == self.s else 0
         if st == 0:
             return BUMP_REWARD - STEP_REWARD
-        m, n = self.m, self.n
-        nj = self.pos + DX[k] + DY[k] * m
-        edge = self.jt(self.pos) + DX[k] + DY[k] * n
         if st == 2:
             self.pos = nj
             self.last_edge = -1
@@ -429,11 +460,15 @@ class Editor:
             self.phase = DONE
             return
         # carved junctions with an uncarved neighbour, in index order (as the C scan)
-        roots = [j for j, r in enumerate(self.root) if r]
-        if not roots:
+        root = self.root
+        count = root.count(1)
+        if not count:
             self.phase = DONE
             return
-        self.pos = roots[self.rng.below(len(roots))]
+        j = root.find(1)
+        for _ in range(self.rng.below(count)):
+            j = root.find(1, j + 1)
+        self.pos = j
 
     def _act(self, a: int) -> float:
         if a < 4:
