@@ -19,6 +19,7 @@
 import copy
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -93,9 +94,12 @@ class BuildPy(build_py):
     """build_py that also lays the device models into ``runtime/exported`` of the build."""
 
     def run(self):
-        super().run()
         if getattr(self, "editable_mode", False):
-            return          # an editable install reads the checkout's exported/ directly
+            return super().run()   # an editable install reads the checkout's exported/
+        # pip builds in ./build: files of an earlier build (a deleted module, a replaced model)
+        # must not leak into this one
+        shutil.rmtree(Path(self.build_lib) / "runtime", ignore_errors=True)
+        super().run()
         model_format = os.environ.get("RLGEN_MODEL_FORMAT", "ort")
         if model_format not in MODEL_FORMATS:
             sys.exit(f"RLGEN_MODEL_FORMAT must be one of {', '.join(MODEL_FORMATS)}, "

@@ -1,11 +1,12 @@
-"""Measure each kind's memory floor: the smallest address-space limit (````ulimit -v``, RLIMIT_AS) at which a
-cold process imports the runtime and generates one sample in low-memory mode.
+"""Measure each kind's memory floor: the smallest address-space limit (RLIMIT_AS, what
+``ulimit -v`` sets) at which a cold process imports the runtime and generates one sample in
+low-memory mode.
 
     python scripts/memory_floor.py [--kinds text,image] [--lo 96] [--hi 512] [--models-dir DIR]
 
 Each probe is a fresh ``python -c`` under that limit with ``RUNTIME_LOW_MEMORY=1``; a probe
-passes when it exits 0 and fails *cleanly* when it exits 3 after a ``ModelError`` (or
-``ValueError``) whose message says "out of memory". Anything else (a crash, an abort, another
+passes when it exits 0 and fails *cleanly* when it exits 3 after a ``ModelError`` whose
+message says "out of memory". Anything else (a crash, an abort, another
 exception) is reported as unclean. Prints one row per kind: floor MiB and what happened just
 below it. Same workload as docs/edge.md's table (``WORK``).
 """
@@ -42,7 +43,7 @@ except MemoryError as exc:
 
 
 def probe(kind: str, mib: int, models_dir: str | None, python: str) -> tuple[int, str]:
-    env = dict(os.environ, RUNTIME_LOW_MEMORY="1", OPENBLAS_NUM_THREADS="1")
+    env = dict(os.environ, RUNTIME_LOW_MEMORY="1")
     if models_dir:
         env["RUNTIME_MODELS_DIR"] = models_dir
     code = PROBE.format(kind=kind, opts=WORK[kind])
