@@ -255,3 +255,45 @@ def test_every_kind_works_at_256_mib_and_fails_cleanly_below(kind):
                                             f"{out.stderr[-800:]}"
         if out.returncode == 6:
             break
+
+
+@pytest.mark.slow
+def test_ort_step_converts_what_is_stale_and_survives_a_re_export(tmp_path, exported_dir):
+    """`python -m trainer.edge` over a models folder: every model the runtime reads gets an
+    ORT file recorded in the manifest; after a kind's re-export (a new content-addressed
+    .onnx), a re-run converts that one file only and drops the ORT file of the old one."""
+    import hashlib
+
+    from trainer.edge import export_ort, model_sources, stale
+
+    models = tmp_path / "models"
+    shutil.copytree(exported_dir, models, ignore=shutil.ignore_patterns(".manifest.lock", "ort"))
+    manifest = json.loads((models / "manifest.json").read_text())
+    if not model_sources(manifest):
+        pytest.skip("no shipped models")
+    assert stale(models) == sorted(model_sources(manifest))        # no ort/ folder yet
+    export_ort(models)
+    manifest = json.loads((models / "manifest.json").read_text())
+    assert stale(models, manifest) == []
+    ort_names = sorted(p.stem for p in (models / "ort").glob("*.ort"))
+    assert ort_names == sorted(n[:-5] for n in model_sources(manifest))
+    assert "ai.onnx;" in (models / "ort" / "required_operators.config").read_text()
+    before = {p.name: p.read_bytes() for p in (models / "ort").glob("*.ort")}
+    # a re-export of one kind: new bytes under a new name, the kind's entry replaced
+    kind, entry = next(iter(manifest["models"].items()))
+    role, fe = next((r, f) for r, f in entry["files"].items() if f["file"].endswith(".onnx"))
+    other = next(n for n in sorted(model_sources(manifest)) if n != fe["file"])
+    data = (models / other).read_bytes()          # other valid bytes stand in for the new model
+    new = f"{kind}-{role}-{hashlib.sha256(data).hexdigest()[:8]}.onnx"
+    (models / new).write_bytes(data)
+    entry["files"][role] = {**fe, "file": new, "sha256": hashlib.sha256(data).hexdigest(),
+                            "bytes": len(data)}
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    assert stale(models) == [new]
+    export_ort(models)
+    after = {p.name: p.read_bytes() for p in (models / "ort").glob("*.ort")}
+    assert set(after) == set(before) - {fe["file"][:-5] + ".ort"} | {new[:-5] + ".ort"}
+    assert all(after[n] == before[n] for n in after if n in before)   # the rest untouched
+    recorded = json.loads((models / "manifest.json").read_text())["ort"]["files"]
+    assert fe["file"] not in recorded and recorded[new]["source_sha256"] == \
+        hashlib.sha256(data).hexdigest()
