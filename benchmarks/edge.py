@@ -71,7 +71,7 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 kind, engine, repeats, opts = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
 precision = "int8" if engine == "int8" else "fp32"
-factory, weights = None, None
+factory = None
 if engine.startswith("tensorflow"):
     sys.path.insert(0, sys.argv[5])
     import benchmarks.edge as edge
@@ -79,6 +79,8 @@ if engine.startswith("tensorflow"):
 import runtime
 model = runtime.load(kind, precision=precision, session_factory=factory)
 model.generate(seed=0, **opts)
+if factory is not None and not factory.weights:
+    sys.exit(f"the {kind} model built no session through session_factory: no TensorFlow row")
 first = time.perf_counter() - t0
 times = []
 for i in range(repeats):
@@ -170,7 +172,8 @@ class TensorFlowFactory:
 
 def tensorflow_factory(threads: int | None = None, root: Path = ROOT) -> TensorFlowFactory:
     """A session factory running the trainer's TensorFlow functions; ``threads``: TensorFlow's
-    intra-op threads, with one inter-op thread (None: its defaults)."""
+    intra-op threads, with one inter-op thread (None: its defaults). Set threads in a fresh
+    process (TensorFlow refuses once it has run anything)."""
     import tensorflow as tf
 
     if threads is not None:

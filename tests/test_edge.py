@@ -1,7 +1,6 @@
 """Edge deployment: low-resource mode, lazy loading, int8 variants, the graph rewrites behind
-the shipped graphs, and the edge benchmark's bookkeeping."""
-import shutil
-
+the shipped graphs, and the edge benchmark's bookkeeping. (ORT-format models:
+tests/test_packaging.py.)"""
 import numpy as np
 import pytest
 
@@ -89,23 +88,6 @@ def test_int8_variants_are_listed_with_size_and_quality():
         assert type(int8) is type(fp32), kind
         if isinstance(fp32, np.ndarray):
             assert int8.shape == fp32.shape and int8.dtype == fp32.dtype, kind
-
-
-@pytest.mark.tf
-def test_ort_export_writes_loadable_models_and_operator_config(tmp_path, exported_dir):
-    ort = pytest.importorskip("onnxruntime")
-    from trainer.edge import export_ort
-
-    models = tmp_path / "models"
-    shutil.copytree(exported_dir, models, ignore=shutil.ignore_patterns(".manifest.lock", "ort"))
-    target = export_ort(models)
-    onnx_files = sorted(p.stem for p in models.glob("*.onnx"))
-    assert sorted(p.stem for p in target.glob("*.ort")) == onnx_files
-    config = (target / "required_operators.config").read_text()
-    assert "ai.onnx" in config
-    for path in target.glob("*.ort"):
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        assert sess.get_inputs()
 
 
 def test_int8_generation_runs_the_int8_files():
@@ -313,7 +295,7 @@ def test_benchmark_runs_the_runtime_on_tensorflow(tmp_path):
         pytest.skip("no shipped image model")
     from benchmarks.edge import TFSession, tensorflow_factory
 
-    factory = tensorflow_factory(threads=1, root=tmp_path)
+    factory = tensorflow_factory(root=tmp_path)
     model = runtime.load("image", session_factory=factory)
     x = model.generate(n=3, quality=1.0, seed=2)
     assert x.shape == (3, 28, 28) and x.dtype == np.uint8
