@@ -4,7 +4,8 @@ from __future__ import annotations
 # How onnxruntime words an allocation failure (std::bad_alloc surfaces as "bad allocation" or
 # "std::bad_alloc"; its allocators say "Failed to allocate memory"); numpy raises MemoryError.
 _OUT_OF_MEMORY = ("bad_alloc", "bad allocation", "failed to allocate", "out of memory",
-                  "cannot allocate memory", "memory allocation failed", "unable to allocate")
+                  "cannot allocate memory", "memory allocation failed", "unable to allocate",
+                  "failed to map segment")
 
 
 class ModelError(RuntimeError):

@@ -11,11 +11,13 @@ import functools
 import hashlib
 import json
 import os
+import sys
 import threading
 import weakref
 from pathlib import Path
 
 import numpy as np
+import numpy.random  # noqa: F401  (every kind draws from it: loaded with the runtime, not later)
 
 from runtime.errors import ModelError, is_out_of_memory, out_of_memory
 
@@ -23,6 +25,23 @@ from runtime.errors import ModelError, is_out_of_memory, out_of_memory
 # when onnxruntime is imported (and warns on stderr where that folder is read-only): off unless
 # the app asks for it. Takes effect when the runtime is imported before onnxruntime.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+
+
+def _pin_unwinder() -> None:
+    """Load libgcc_s now, while memory is there. glibc loads it on first need to unwind, and
+    when that first need is onnxruntime throwing std::bad_alloc under a memory limit, the
+    load fails and glibc aborts the process ("libgcc_s.so.1 must be installed for unwinding
+    to work") instead of letting the error reach Python."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL("libgcc_s.so.1")
+        except OSError:
+            pass
+
+
+_pin_unwinder()
 
 MANIFEST = "manifest.json"
 MODEL_FORMATS = ("onnx", "ort")
@@ -74,12 +93,15 @@ def configure(*, threads: int | None = None, low_memory: bool | None = None,
             _settings["low_memory"] = check_bool("low_memory", low_memory)
         if model_format is not None:
             fmt = check_choice("model_format", model_format, MODEL_FORMATS + ("auto",))
-            _settings["model_format"] = None if fmt == "auto" else fmt
+            if _settings["model_format"] != (None if fmt == "auto" else fmt):
+                _settings["model_format"] = None if fmt == "auto" else fmt
+                _manifests.clear()     # models rebuild their sessions for a new manifest object
 
 
-def settings() -> tuple[int, bool, str | None]:
-    """(threads, low_memory, model_format) that new sessions are built with."""
-    return _settings["threads"], _settings["low_memory"], _settings["model_format"]
+def settings() -> tuple[int, bool]:
+    """(threads, low_memory) that new sessions are built with (the model format: see
+    ``model_format()``)."""
+    return _settings["threads"], _settings["low_memory"]
 
 
 def default_models_dir() -> Path:
@@ -210,9 +232,8 @@ def load_session(kind: str, role: str, models_dir=None, precision: str = "fp32")
     root = resolve(models_dir)
     files = entry(kind, root).get("files", {})
     role = _role_for(kind, role, precision, files)
-    current = settings()
-    fe = in_format(kind, _pick(kind, role, files), root, current[2])
-    return _load_session(kind, role, root, fe, current)
+    fe = in_format(kind, _pick(kind, role, files), root, _settings["model_format"])
+    return _load_session(kind, role, root, fe, settings())
 
 
 def model_format(models_dir=None) -> str:
@@ -243,11 +264,15 @@ def in_format(kind: str, fe: dict, root: Path, wanted: str | None) -> dict:
 
 
 def _load_session(kind: str, role: str, root: Path, fe: dict, session_settings: tuple):
-    import onnxruntime as ort
-
+    try:
+        import onnxruntime as ort
+    except (ImportError, MemoryError) as exc:   # its extension fails to load when memory is out
+        if is_out_of_memory(exc):
+            raise out_of_memory(root / fe["file"], "importing onnxruntime to load") from None
+        raise
     data = read_verified(kind, role, root, fe)
     opts = ort.SessionOptions()
-    threads, low_memory = session_settings[:2]
+    threads, low_memory = session_settings
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
