@@ -243,15 +243,14 @@ def model_format(models_dir=None) -> str:
 
 
 def in_format(kind: str, fe: dict, root: Path, wanted: str | None) -> dict:
-    """The file entry to load for ``fe`` in the format ``wanted`` (None: the folder's own).
+    """The file entry to load for ``fe`` in the format ``wanted`` (None: as listed).
 
     ORT files are listed in the manifest's ``ort`` section by the ``.onnx`` file they were made
     from (sha256 and size checked like any model file); a folder whose entries already point at
     ORT files (the device wheel's) has no ``.onnx`` to fall back to."""
-    fmt = wanted or manifest(root).get("model_format", "onnx")
     has = "onnx" if fe["file"].endswith(".onnx") else "ort" if fe["file"].endswith(".ort") else None
-    if has is None or has == fmt:
-        return fe
+    if wanted is None or has is None or has == wanted:
+        return fe             # auto: the file the manifest lists (a wheel may mix, see setup.py)
     if has == "ort":
         raise ModelError(f"{root} ships {kind}'s models in ORT format only ({fe['file']}); "
                          f"use model_format='ort' or 'auto' (RUNTIME_MODEL_FORMAT=ort)")
