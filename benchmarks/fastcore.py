@@ -15,8 +15,9 @@ Measured side by side in one run, same machine, one thread each unless stated:
    round are reported (this machine is shared, so the best is the least-disturbed figure).
 2. Scaling: two threads each training their own agent vs the same two trainings one after the
    other (the loops release the GIL).
-3. Steps per second of the level and melody environments' training loops
-   (fastcore.level_env.train_level_agent / fastcore.melody_env.train_melody_agent), when built.
+3. Steps per second of the level environment's training loop
+   (fastcore.level_env.train_level_agent), when built. The melody kernel (music-theory reward
+   parts, fastcore.melody_env.theory_parts_batch) is measured by ``python -m benchmarks music``.
 """
 from __future__ import annotations
 
@@ -241,8 +242,7 @@ def bench_threads(quick: bool) -> dict:
 
 def bench_envs(quick: bool) -> list:
     rows = []
-    for mod_name, fn_name, label in (("fastcore.level_env", "train_level_agent", "level"),
-                                     ("fastcore.melody_env", "train_melody_agent", "melody")):
+    for mod_name, fn_name, label in (("fastcore.level_env", "train_level_agent", "level"),):
         try:
             import importlib
             mod = importlib.import_module(mod_name)
@@ -332,7 +332,7 @@ def main(argv=None) -> int:
           f"{t['utilisation']:.2f} (> 1 only if both threads ran at the same moment; on a "
           f"machine whose cores are busy with other work it stays low)")
 
-    print("\nLevel and melody environments (generic train_q loop): steps (= Q-updates) per second")
+    print("\nLevel environment (generic train_q loop): steps (= Q-updates) per second")
     print(f"  {'':<8} {'per CPU-s':>12} {'wall best':>12}")
     for label, rates, note in bench_envs(args.quick):
         if isinstance(rates, Rates):

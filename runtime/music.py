@@ -1,59 +1,56 @@
-"""Melodies: rollout of a tabular Q-learning composer (RL Tuner-style rewards), in any key.
+"""Melodies: ``generate("music", bars=8, key="G", meter="3/4", seed=1)`` -> ``Melody``.
 
-``generate("music", bars=4, key="C", seed=1)`` -> ``list[int]``: MIDI pitches, one per step,
-8 steps (eighth notes) per bar, so ``8 * bars`` numbers.
-
-Options and caps
-----------------
-``bars``: int in [1, 64] (the cap keeps a melody under 512 notes); ``key``: a major key
-``C C# Db D D# Eb E F F# Gb G G# Ab A A# Bb B`` or the same name with ``m`` for its natural
-minor (``"Am"``, ``"F#m"``, ``"Bbm"``).
+``Melody.notes`` is a list of ``(pitch, duration)``: ``pitch`` a MIDI number or ``None`` for a
+rest, ``duration`` in sixteenth notes (``Melody.steps_per_quarter == 4``). The melody fills
+exactly ``bars`` bars of ``meter`` and starts on the first beat. ``melody.score()`` prints it as
+one line, ``melody.save("tune.mid")`` writes a MIDI file that plays the durations and rests.
 
 How a melody is made (numpy + onnxruntime only)
 -----------------------------------------------
-The model is the Q-table of the agent trained in ``fastcore.melody_env`` in C major (5304
-states = position in the 2-bar phrase or "final step" x previous pitch x previous interval
-bucket; 25 actions = MIDI 60..84), shipped as an ONNX gather (state indices -> Q values). The
-runtime reads the table once per session and, at every step, samples among the pitches whose
-Q is within ``margin`` of the best with probabilities ``softmax((Q - max Q) / temperature)``
-(``temperature`` and ``margin`` come from the exported ``env`` side file). The melody is then
-transposed by the key's tonic (C..F# up 0..6 semitones, G..B down 5..1), so it lies between
-MIDI 55 and 90. A minor key takes the melody of its parallel major and lowers the 3rd, 6th and
-7th scale degrees by a semitone (natural minor); the tonic is unchanged.
-
-``rollout(table, bars, rng, temperature, margin)`` returns the C major pitches (``table=None``:
-uniform choice, the untrained zero-Q baseline); ``transpose(pitches, key)`` moves them to a key.
+The shipped ``step`` model is one step of a recurrent network over note events (trained by
+maximum likelihood on folk songs and chorale melodies, then tuned by reinforcement learning
+with music-theory rewards, KL-anchored to that prior; see ``docs/kinds/music.md``):
+``(token int64 [B], context int64 [B], state float32 [B, H]) -> (logits float32 [B, 280],
+state)``. The first token says the style, metre and mode; every later token is the event just
+played (pitch-or-rest x duration, ``runtime.music_vocab``); the context says where the next
+event starts (position in the bar, bar within the 4-bar phrase, bars to the end). Events whose
+duration would overrun the last bar are masked, as are a rest first, last or after a rest.
+The event is drawn from ``softmax(logits / temperature)`` restricted to the smallest set of
+events holding ``top_p`` of the probability (one uniform number per event from the seeded
+generator). Melodies are made in C major or A minor and transposed to ``key``: up to a
+tritone up, else down.
 """
 from __future__ import annotations
 
 import re
-import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from runtime import options, registry
+from runtime import music_vocab as V
 from runtime.errors import ModelError
+from runtime.model import Model, Option, Options
 
-OPTIONS = {"bars": 4, "key": "C"}
-BARS_MIN, BARS_MAX = 1, 64
-STEPS_PER_BAR = 8
 KIND = "music"
-
-# must match fastcore.melody_env (checked against the exported "env" side file)
-N_PITCH, LOW_MIDI = 25, 60
-N_POS, N_LAST, N_IB = 17, 26, 12
-N_STATES = N_POS * N_LAST * N_IB
-ENCODING = "pos17-last26-interval12"
-MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
-NATURAL_MINOR = {4: 3, 9: 8, 11: 10}       # major-scale degree (semitones) -> lowered
 TONICS = {"C": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "F": 5, "F#": 6,
           "Gb": 6, "G": 7, "G#": 8, "Ab": 8, "A": 9, "A#": 10, "Bb": 10, "B": 11}
 KEYS = tuple(TONICS) + tuple(k + "m" for k in TONICS)
+MINOR_EXTRA = (6, 8)        # F# and G#: the raised 6th and 7th of A minor (melodic/harmonic)
 _KEY_RE = re.compile(r"^([A-G][#b]?)(m?)$")
+NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+DURATION_NAMES = {1: "s", 2: "e", 3: "e.", 4: "q", 6: "q.", 8: "h", 12: "h.", 16: "w"}
 
-_lock = threading.Lock()
-_tables: dict = {}
-_cum_cache: dict = {}
+OPTIONS = Options(
+    Option("bars", 8, "int", "length of the melody in bars", lo=1, hi=64),
+    Option("key", "C", "choice", "major key (`C`, `F#`, `Bb`, ...) or minor key with `m` "
+           "(`Am`, `F#m`, `Bbm`)", choices=KEYS),
+    Option("meter", "4/4", "choice", "time signature", choices=V.METER_NAMES),
+    Option("style", "folk", "choice", "folk song or chorale melody", choices=V.STYLES),
+    Option("temperature", 1.0, "float", "sampling temperature (lower: safer, plainer)",
+           lo=0.05, hi=3.0),
+    Option("top_p", 0.95, "float", "nucleus sampling: keep the smallest set of events with "
+           "this much probability", lo=0.05, hi=1.0),
+)
 
 
 def parse_key(key) -> tuple[int, bool]:
@@ -65,126 +62,163 @@ def parse_key(key) -> tuple[int, bool]:
     return TONICS[m.group(1)], m.group(2) == "m"
 
 
-def key_offset(tonic: int) -> int:
-    """Transposition of the C major model to a tonic: up to a tritone up, else down."""
-    return tonic if tonic <= 6 else tonic - 12
-
-
-def transpose(pitches, key: str) -> list[int]:
+def key_shift(key: str) -> int:
+    """Semitones from the model's C major / A minor to ``key`` (-5..+6)."""
     tonic, minor = parse_key(key)
-    out = []
-    for p in pitches:
-        pc = p % 12
-        if minor and pc in NATURAL_MINOR:
-            p = p - pc + NATURAL_MINOR[pc]
-        out.append(int(p + key_offset(tonic)))
-    return out
+    s = (tonic - (9 if minor else 0)) % 12
+    return s if s <= 6 else s - 12
 
 
 def scale_of(key: str) -> set[int]:
-    """Pitch classes of the key's scale (major or natural minor)."""
+    """Pitch classes counted as in ``key``: the major scale, or for a minor key the natural
+    minor plus its raised 6th and 7th."""
     tonic, minor = parse_key(key)
-    degrees = [NATURAL_MINOR.get(d, d) if minor else d for d in MAJOR_SCALE]
-    return {(tonic + d) % 12 for d in degrees}
+    base = {(p + key_shift(key)) % 12 for p in V.MAJOR_SCALE}
+    if minor:
+        base |= {(p + key_shift(key)) % 12 for p in MINOR_EXTRA}
+    return base
 
 
-# ------------------------------------------------------------------------------ state
-def interval_bucket(iv: int, rep: int) -> int:
-    a = abs(iv)
-    if a == 0:
-        return 1 if rep <= 2 else (2 if rep == 3 else 3)
-    if a <= 2:
-        return 4 if iv > 0 else 5
-    if a <= 4:
-        return 6 if iv > 0 else 7
-    if a <= 7:
-        return 8 if iv > 0 else 9
-    return 10 if iv > 0 else 11
+def note_name(pitch) -> str:
+    return "rest" if pitch is None else f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
-def state_index(t: int, length: int, last: int, ib: int) -> int:
-    """Same encoding as fastcore.melody_env: ``last`` is a pitch index (0..24) or -1."""
-    pos = 16 if t == length - 1 else t % 16
-    return (pos * N_LAST + last + 1) * N_IB + ib
+@dataclass
+class Melody:
+    """A generated melody: ``notes`` = [(MIDI pitch or None, duration in sixteenths)]."""
+    notes: list
+    key: str = "C"
+    bars: int = 8
+    meter: str = "4/4"
+    style: str = "folk"
+    steps_per_quarter: int = 4
+    tokens: list = field(default_factory=list, repr=False)
+    suffix = ".mid"
+
+    @property
+    def pitches(self) -> list[int]:
+        return [p for p, _ in self.notes if p is not None]
+
+    def score(self) -> str:
+        """One printed line: note name + duration letter (s e q h w, '.' dotted), '|' bars."""
+        bar_len = V.METERS[self.meter]
+        out, t = [], 0
+        for p, d in self.notes:
+            if t and t % bar_len == 0:
+                out.append("|")
+            out.append(f"{note_name(p)}/{DURATION_NAMES.get(d, d)}")
+            t += d
+        return f"{self.key} {self.meter}: " + " ".join(out) + " ||"
+
+    def save(self, path) -> str:
+        """Write a MIDI file (needs the ``media`` extra); returns a one-line summary."""
+        from pathlib import Path
+
+        from runtime import media
+
+        media.write_midi(Path(path), self.notes, ticks_per_step=120, meter=self.meter)
+        return (f"{len(self.pitches)} notes, {self.bars} bars of {self.meter} in {self.key}: "
+                f"{self.score()}")
 
 
-# ------------------------------------------------------------------------------ model
-def _model(models_dir, precision: str):
-    sess = registry.session(KIND, "q", models_dir, precision)
-    with _lock:
-        hit = _tables.get(id(sess))
-        if hit is not None and hit[0] is sess:
-            return hit[1], hit[2]
-    env = registry.load_json(KIND, "env", models_dir)
-    if env.get("encoding") != ENCODING or env.get("n_states") != N_STATES \
-            or env.get("n_actions") != N_PITCH or env.get("low_midi") != LOW_MIDI:
-        raise ModelError(f"the {KIND} model was exported for another state encoding "
-                         f"({env.get('encoding')!r}); this runtime expects {ENCODING} with "
-                         f"{N_STATES} states and {N_PITCH} pitches from MIDI {LOW_MIDI}: "
-                         f"re-export {KIND}")
-    (table,) = registry.run(sess, {"state": np.arange(N_STATES, dtype=np.int64)})
-    table = np.asarray(table, dtype=np.float64)
-    if table.shape != (N_STATES, N_PITCH) or not np.all(np.isfinite(table)):
-        raise ModelError(f"the {KIND} Q model returned shape {table.shape} (or non-finite "
-                         f"values); expected ({N_STATES}, {N_PITCH}): re-export {KIND}")
-    sampling = {"temperature": float(env["temperature"]), "margin": float(env["margin"])}
-    with _lock:
-        _tables[id(sess)] = (sess, table, sampling)
-    return table, sampling
+def _allowed(remaining: int, first: bool, last_rest: bool) -> np.ndarray:
+    """Indices of the events that may come next (see the module docstring)."""
+    d_ok = np.array([d <= remaining for d in V.DURATIONS])
+    mask = np.tile(d_ok, V.N_PITCH + 1)
+    if first or last_rest:
+        mask[V.REST * V.N_DUR:] = False
+    elif remaining in V.DURATIONS:             # a rest may not end the melody
+        mask[V.REST * V.N_DUR + V.DURATIONS.index(remaining)] = False
+    idx = np.flatnonzero(mask)
+    idx.flags.writeable = False
+    return idx
 
 
-def q_table(models_dir, precision: str = "fp32") -> tuple[np.ndarray, dict]:
-    """(Q-table (5304, 25) read through the ONNX model, {"temperature", "margin"})."""
-    return _model(models_dir, precision)
+_ALLOWED: dict = {}
 
 
-def _cumulative(table, temperature: float, margin: float) -> np.ndarray:
-    """Per-state cumulative pitch probabilities (cached per table, temperature, margin)."""
-    key = (id(table), float(temperature), float(margin))
-    with _lock:
-        hit = _cum_cache.get(key)
-        if hit is not None and hit[0] is table:
-            return hit[1]
-    hi = table.max(axis=1, keepdims=True)
-    z = np.where(table >= hi - margin, (table - hi) / temperature, -np.inf)
-    p = np.exp(z)
-    c = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
-    c[:, -1] = 1.0
-    with _lock:
-        if len(_cum_cache) > 16:
-            _cum_cache.clear()
-        _cum_cache[key] = (table, c)
-    return c
+def allowed(remaining: int, first: bool, last_rest: bool) -> np.ndarray:
+    """Cached ``_allowed`` (remaining sixteenths beyond 16 allow every duration)."""
+    key = (min(remaining, 16), first, last_rest)
+    idx = _ALLOWED.get(key)
+    if idx is None:
+        idx = _ALLOWED[key] = _allowed(*key)
+    return idx
 
 
-def rollout(table, bars: int, rng: np.random.Generator, temperature: float = 0.7,
-            margin: float = 1.5) -> list[int]:
-    """A C major melody (MIDI pitches) of ``8 * bars`` steps; ``table=None``: uniform."""
-    length = STEPS_PER_BAR * bars
-    uniforms = rng.random(length)
-    cum = None if table is None else _cumulative(table, temperature, margin)
-    last, ib, rep = -1, 0, 0
-    out = []
-    for t in range(length):
-        if cum is None:
-            a = min(int(uniforms[t] * N_PITCH), N_PITCH - 1)
-        else:
-            row = cum[state_index(t, length, last, ib)]
-            a = min(int(np.searchsorted(row, uniforms[t], side="right")), N_PITCH - 1)
-        if last >= 0:
-            iv = a - last
-            rep = rep + 1 if iv == 0 else 1
-            ib = interval_bucket(iv, rep)
-        else:
-            rep, ib = 1, 0
-        last = a
-        out.append(a + LOW_MIDI)
-    return out
+def pick(logits: np.ndarray, idx: np.ndarray, u: float, temperature: float,
+         top_p: float) -> int:
+    """One event among ``idx`` from ``softmax(logits / temperature)`` within the ``top_p``
+    nucleus (ties at the nucleus edge are kept), using the uniform number ``u``."""
+    z = logits[idx].astype(np.float64)
+    if temperature != 1.0:
+        z /= temperature
+    p = np.exp(z - z.max())
+    if top_p < 1.0:
+        s = np.sort(p)[::-1]
+        c = np.cumsum(s)
+        edge = s[min(int(np.searchsorted(c, top_p * c[-1])), len(s) - 1)]
+        p[p < edge] = 0.0
+    c = np.cumsum(p)
+    return int(idx[min(int(np.searchsorted(c, u * c[-1], side="right")), len(idx) - 1)])
 
 
-def generate(*, rng: np.random.Generator, models_dir, precision: str = "fp32", bars=4,
-             key="C") -> list[int]:
-    bars = options.check_int("bars", bars, BARS_MIN, BARS_MAX)
-    parse_key(key)
-    table, sampling = q_table(models_dir, precision)
-    return transpose(rollout(table, bars, rng, **sampling), key)
+def sample_events(step, hidden: int, *, bars: int, meter: str, style: str, minor: bool,
+                  rng: np.random.Generator, temperature: float = 1.0, top_p: float = 0.95):
+    """Sample one melody in C major / A minor with ``step(token, context, state) -> (logits,
+    state)`` (batch of one); returns (notes, tokens)."""
+    bar_len = V.METERS[meter]
+    total = bars * bar_len
+    token = V.N_EVENT + V.bos_index(style, meter, minor)
+    state = np.zeros((1, hidden), np.float32)
+    onset, notes, tokens, last_rest = 0, [], [], False
+    while onset < total:
+        ctx = V.context_at(onset, bar_len, 0, total)
+        logits, state = step(token, ctx, state)
+        idx = allowed(total - onset, not notes, last_rest)
+        token = pick(logits.reshape(-1), idx, rng.random(), temperature, top_p)
+        pi, di = V.split_token(token)
+        d = V.DURATIONS[di]
+        last_rest = pi == V.REST
+        notes.append((None if last_rest else V.PITCH_LOW + pi, d))
+        tokens.append(token)
+        onset += d
+    return notes, tokens
+
+
+class MusicModel(Model):
+    kind = KIND
+    options = OPTIONS
+
+    def _step_fn(self):
+        def build():
+            sess = self.session("step")
+            names = [i.name for i in sess.get_inputs()]
+            if names[:2] != ["token", "context"] or len(names) != 3:
+                raise ModelError(f"the {KIND} step model {self.info['files']['step']['file']} "
+                                 f"has inputs {names}; expected token, context, state: "
+                                 f"re-export {KIND}")
+            hidden = int(sess.get_inputs()[2].shape[1])
+            buf_t = np.zeros(1, np.int64)
+            buf_c = np.zeros(1, np.int64)
+
+            def step(token, context, state):
+                buf_t[0] = token
+                buf_c[0] = context
+                logits, new_state = self.run(sess, {"token": buf_t, "context": buf_c,
+                                                    "state": state})
+                return logits, new_state
+            return step, hidden
+        return self.cached("step_fn", build)
+
+    def _generate(self, rng, *, bars, key, meter, style, temperature, top_p):
+        tonic, minor = parse_key(key)
+        step, hidden = self._step_fn()
+        notes, tokens = sample_events(step, hidden, bars=bars, meter=meter, style=style,
+                                      minor=minor, rng=rng, temperature=temperature, top_p=top_p)
+        shift = key_shift(key)
+        notes = [(None if p is None else p + shift, d) for p, d in notes]
+        return Melody(notes=notes, key=key, bars=bars, meter=meter, style=style, tokens=tokens)
+
+
+MODEL = MusicModel

@@ -1,309 +1,321 @@
-"""Melodies: tabular Q-learning (fastcore, C speed) with music-theory rewards in the spirit of
-Magenta's RL Tuner, plus a style prior from Bach chorale soprano lines (music21's corpus).
+"""Melodies: a recurrent prior over note events learned by maximum likelihood on folk songs and
+chorale melodies, tuned by reinforcement learning in the RL Tuner way.
 
-Environment: ``fastcore.melody_env.MelodyEnv`` (its docstring lists the state encoding and every
-reward term). In short: one episode composes a C major melody of 1..8 bars (8 steps per bar) over
-the 25 pitches MIDI 60..84; state = (position in the 2-bar phrase or "final step", previous
-pitch, previous interval bucket incl. repeat count) = 5304 states; rewards for notes in key,
-the tonic on phrase starts/ends and on the final note, stepwise motion, penalties for large
-leaps, excessive repeats and trills, resolution of leaps larger than a fifth in the opposite
-direction, motifs (bars with >= 3 distinct pitches) and repeated motifs, and
-``style_weight * (log P_bach(pitch | previous pitch) + log 25)``.
+    python -m trainer train music --profile full
 
-Style prior: a pitch bigram over the soprano parts of the major-key four-part chorales among the
-first ``style_files`` Bach files of music21's corpus (key by ``analyze("key")``, transposed to C,
-octave-shifted around C5, tied continuations merged; add-``style_smoothing`` smoothing; row 0 is
-the first-note distribution). It is cached in ``work_dir/style_bigram.json`` and shipped as the
-``style`` JSON side file (natural-log probabilities) next to the ONNX Q-table.
+1. **Data** (``trainer.music_data``): Essen folk songs and Bach chorale soprano lines from
+   music21's bundled corpus, as (pitch or rest, duration) events in C major / A minor with
+   metre and pick-up; split by tune (variants kept on one side); parsed once and cached in
+   ``runs/music/corpus.json``.
+2. **Prior** (``trainer.music_prior``): token + context embeddings -> GRU -> next event, trained
+   with teacher forcing (Adam, cosine decay, gradient clipping), whole tunes in length buckets.
+3. **RL tuning** (``trainer.music_rl``): the policy starts as a copy of the prior; each update
+   samples a batch of melodies (random style, metre, mode and length like the training tunes)
+   with the runtime's masks, scores them with the music-theory rewards
+   (``trainer.music_rewards``) and takes a REINFORCE step on ``E[reward] - kl_coef *
+   KL(policy || prior)`` (normalised advantages; the KL is exact over the allowed events).
+4. **Export**: the tuned policy's single step ``(token, context, state) -> (logits, state)``
+   (embeddings folded into the GRU input projection), parity-checked against TensorFlow.
+5. **Evaluation** (``evaluate``): against held-out folk tunes (``trainer.music_eval``), next to
+   the prior alone, a Markov chain and uniform random events; see ``docs/kinds/music.md``.
 
-Evaluation (``evaluate``): ``eval_melodies`` melodies of ``eval_bars`` bars from
-``runtime.generate("music", seed=i, key=MAJOR_KEYS[i % 12])`` (so transposition is tested too),
-next to an untrained zero-Q agent through the same sampling rule (all pitches tie, so it plays
-uniformly), the zero-Q agent acting greedily (ties -> lowest pitch: C4 repeated) and
-uniformly random pitches over the same two octaves. Metrics (``melody_metrics``):
-``in_key_pct`` notes in the key's scale; ``excessive_repeat_pct`` steps whose pitch equals the
-three before it (4th or later equal note in a row); ``leaps_resolved_pct`` of the leaps larger
-than a fifth (> 7 semitones) that are followed by a note, those whose next move goes the
-opposite way by 1-4 semitones; ``end_on_tonic_pct``; ``distinct_pct`` distinct melodies;
-``stepwise_pct`` moves of 1-2 semitones; ``style_loglik`` mean natural-log probability per note
-under the Bach bigram (transposed back to C); ``phrase_start_tonic_pct``.
+Checkpoints: ``mle.npz`` after the prior, ``rl.npz`` every ``rl_checkpoint`` updates (weights
+only; Adam restarts on resume) with ``state.json`` (config, progress, curves).
 """
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from trainer import tabular
+from runtime import music_vocab as V
+from trainer import music_data
 
 KIND = "music"
-DATA = ("Rewards from music theory (no data) plus a style prior: a pitch bigram of the soprano "
-        "lines of the major-key Bach chorales in music21's bundled corpus (offline).")
-MAJOR_KEYS = ("C", "G", "D", "A", "E", "B", "F#", "Db", "Ab", "Eb", "Bb", "F")
-N_LAST, N_PITCH, LOW_MIDI = 26, 25, 60
+DATA = ("Essen folk songs (European collections) and Bach chorale soprano parts (chosen by "
+        "part name) from music21's bundled corpus (offline); held-out split by tune group.")
 
 
 @dataclass
 class Config:
     seed: int = 0
-    # environment (fastcore.melody_env.MelodyEnv)
-    bars_min: int = 1
-    bars_max: int = 8
-    out_of_key: float = -1.0
-    tonic_start: float = 1.0
-    tonic_end: float = 1.0
-    final_tonic: float = 2.0
-    final_other: float = -2.0
-    repeat: float = -0.2
-    excess_repeat: float = -1.5
-    step: float = 0.3
-    skip: float = 0.1
-    leap: float = -0.2
-    big_leap: float = -0.8
-    huge_leap: float = -1.5
-    trill: float = -0.5
-    resolved: float = 0.5
-    unresolved: float = -1.0
-    motif: float = 0.3
-    repeated_motif: float = 1.0
-    # style prior (Bach chorale soprano bigram)
-    style_weight: float = 0.6
-    style_files: int = 200
-    style_smoothing: float = 0.5
-    # tabular Q-learning (fastcore._core.train_q)
-    episodes: int = 2_000_000
-    chunks: int = 20
-    alpha: float = 0.1
-    gamma: float = 0.8
-    epsilon: float = 0.3
-    epsilon_min: float = 0.02
-    # sampling (shipped to the runtime)
-    temperature: float = 0.7
-    margin: float = 1.5
+    # data
+    folk_files: int | None = None          # None: every European Essen file
+    folk_per_file: int | None = None
+    chorales: int | None = None
+    heldout_fraction: float = 0.15
+    max_len: int = 160                      # events per training tune (longer ones truncated)
+    # prior (GRU) and maximum likelihood
+    hidden: int = 128
+    token_dim: int = 48
+    context_dim: int = 24
+    batch: int = 48
+    epochs: int = 12
+    lr: float = 3e-3
+    # RL tuning
+    rl_updates: int = 200
+    rl_batch: int = 48
+    rl_lr: float = 3e-4
+    kl_coef: float = 0.08
+    rl_checkpoint: int = 50
+    # reward weights (trainer.music_rewards)
+    w_out_of_key: float = -1.0
+    w_end_tonic: float = 2.0
+    w_end_long: float = 1.0
+    w_cadence: float = 0.5
+    w_repeat: float = -1.0
+    w_leap: float = -0.7
+    w_trill: float = -0.7
+    w_motif: float = 0.3
+    w_copy_bar: float = -0.5
+    w_monotone: float = -2.0
     # evaluation
-    eval_melodies: int = 1000
-    eval_bars: int = 4
+    eval_bars: int = 8
+    eval_melodies: int = 600
+    auc_seed: int = 0
 
 
 PROFILES = {
-    "quick": Config(episodes=150_000, chunks=3, style_files=12, eval_melodies=200),
+    "quick": Config(folk_files=2, folk_per_file=30, chorales=12, hidden=32, token_dim=8,
+                    context_dim=8, batch=16, epochs=2, rl_updates=3, rl_batch=8,
+                    rl_checkpoint=2, eval_melodies=40),
     "full": Config(),
 }
 
-REWARD_FIELDS = ("out_of_key", "tonic_start", "tonic_end", "final_tonic", "final_other",
-                 "repeat", "excess_repeat", "step", "skip", "leap", "big_leap", "huge_leap",
-                 "trill", "resolved", "unresolved", "motif", "repeated_motif")
+
+def reward_weights(cfg: Config) -> dict:
+    from trainer.music_rewards import PARTS
+
+    return {k: getattr(cfg, "w_" + k) for k in PARTS}
 
 
-# ------------------------------------------------------------------------------ style prior
-def bach_bigram(max_files: int, cache: Path | None = None) -> dict:
-    """Counts of the Bach soprano pitch bigram in C (see the module docstring), cached."""
-    if cache is not None and Path(cache).exists():
-        data = json.loads(Path(cache).read_text())
-        if data.get("max_files") == max_files:
-            return data
-    from music21 import corpus
-
-    counts = np.zeros((N_LAST, N_PITCH), dtype=np.int64)
-    used = 0
-    paths = sorted(corpus.getComposer("bach"), key=lambda p: Path(p).name)[:max_files]
-    for path in paths:
-        score = corpus.parse(path)
-        if len(score.parts) < 4:
-            continue
-        key = score.analyze("key")
-        if key.mode != "major":
-            continue
-        notes = [n.pitch.midi - key.tonic.pitchClass for n in score.parts[0].recurse().notes
-                 if n.isNote and not (n.tie is not None and n.tie.type in ("continue", "stop"))]
-        if len(notes) < 8:
-            continue
-        shift = 12 * round((72 - float(np.mean(notes))) / 12)
-        prev = -1                    # -1: before the first note; None: after an out-of-range note
-        for midi in notes:
-            p = midi + shift - LOW_MIDI
-            if not 0 <= p < N_PITCH:
-                prev = None
-                continue
-            if prev is not None:
-                counts[prev + 1, p] += 1
-            prev = p
-        used += 1
-    data = {"max_files": max_files, "chorales": used, "transitions": int(counts.sum()),
-            "counts": counts.tolist()}
-    if cache is not None:
-        from trainer.common import save_json
-
-        save_json(cache, data)
-    return data
+def corpus(cfg: Config, work_dir: Path) -> list[dict]:
+    """The parsed corpus; the full selection is cached in runs/music/corpus.json (shared by
+    profiles), a partial one beside the work dir."""
+    full = cfg.folk_files is None and cfg.folk_per_file is None and cfg.chorales is None
+    cache = (Path(__file__).resolve().parent.parent / "runs" / KIND / "corpus.json" if full
+             else Path(work_dir) / "corpus.json")
+    return music_data.load(cache, folk_files=cfg.folk_files, folk_per_file=cfg.folk_per_file,
+                           chorales=cfg.chorales)
 
 
-def style_logp(counts, smoothing: float) -> np.ndarray:
-    """Natural-log bigram probabilities (26, 25) with add-``smoothing`` smoothing."""
-    c = np.asarray(counts, dtype=np.float64) + smoothing
-    return np.log(c / c.sum(axis=1, keepdims=True))
+def split(cfg: Config, work_dir: Path):
+    records = corpus(cfg, work_dir)
+    return music_data.split(records, cfg.heldout_fraction)
 
 
 # ------------------------------------------------------------------------------ training
-def _env_kwargs(cfg: Config, logp: np.ndarray) -> dict:
-    kw = {name: getattr(cfg, name) for name in REWARD_FIELDS}
-    kw.update(bars_min=cfg.bars_min, bars_max=cfg.bars_max, style=logp + np.log(N_PITCH),
-              style_weight=cfg.style_weight)
-    return kw
+def _state(cfg: Config, work_dir: Path) -> dict:
+    from trainer.common import load_json
+
+    state = load_json(work_dir / "state.json")
+    cfg_json = asdict(cfg)
+    if not state or state.get("config") != cfg_json:
+        state = {"config": cfg_json, "mle_done": False, "rl_done": 0, "mle_loss": [],
+                 "val_nll": [], "rl_reward": [], "rl_kl": []}
+    return state
+
+
+def _save_weights(path: Path, model) -> None:
+    import io
+
+    from trainer.export import atomic_write_bytes
+
+    buf = io.BytesIO()
+    np.savez(buf, *model.get_weights())
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load_weights(path: Path, model) -> None:
+    with np.load(path) as z:
+        model.set_weights([z[f"arr_{i}"] for i in range(len(z.files))])
 
 
 def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
-    """Q-learning in fastcore; ``strategy`` is unused (tabular, single process, C loop)."""
-    from fastcore.melody_env import MelodyEnv, train_melody_agent
+    """MLE prior then RL tuning; resumes from ``work_dir``. ``strategy`` is unused."""
+    import tensorflow as tf
+
+    from trainer.common import save_json, set_seeds
+    from trainer.music_prior import build_model
 
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    t0 = time.time()
-    bigram = bach_bigram(cfg.style_files, work_dir / "style_bigram.json")
-    print(f"style prior: {bigram['chorales']} major chorales, {bigram['transitions']} "
-          f"transitions ({time.time() - t0:.1f}s)")
-    logp = style_logp(bigram["counts"], cfg.style_smoothing)
-    env_kwargs = _env_kwargs(cfg, logp)
-    env = MelodyEnv(**env_kwargs)
-    q, state = tabular.resume_or_start(cfg, work_dir, (env.n_states, env.n_actions),
-                                       curves=("return",))
-
-    def run_chunk(episodes, epsilon, decay, seed):
-        return train_melody_agent(episodes, alpha=cfg.alpha, gamma=cfg.gamma, epsilon=epsilon,
-                                  epsilon_decay=decay, epsilon_min=cfg.epsilon_min, seed=seed,
-                                  q=q, **env_kwargs)[1]
-
-    def record(state, stats):
-        # return per step (episodes have 1..8 bars)
-        state["return"] += tabular.curve_points(stats["returns"] / stats["lengths"], 25)
-        return {"ret_per_step": state["return"][-1]}
-
-    tabular.train_chunks(cfg, work_dir, KIND, q, state, run_chunk, record)
-    tabular.save_curve(cfg, work_dir, state, {"reward per step": state["return"]},
-                       title="melody agent: Q-learning")
+    set_seeds(cfg.seed)
+    train_recs, held = split(cfg, work_dir)
+    print(f"music data: {len(train_recs)} training and {len(held)} held-out melodies")
+    state = _state(cfg, work_dir)
+    prior = build_model(cfg.hidden, cfg.token_dim, cfg.context_dim)
+    if state["mle_done"] and (work_dir / "mle.npz").exists():
+        _load_weights(work_dir / "mle.npz", prior)
+    else:
+        _train_mle(cfg, prior, train_recs, held, state)
+        _save_weights(work_dir / "mle.npz", prior)
+        state["mle_done"] = True
+        save_json(work_dir / "state.json", state)
+    policy = build_model(cfg.hidden, cfg.token_dim, cfg.context_dim)
+    policy.set_weights(prior.get_weights())
+    if state["rl_done"] and (work_dir / "rl.npz").exists():
+        _load_weights(work_dir / "rl.npz", policy)
+    _train_rl(cfg, work_dir, policy, prior, train_recs, state)
+    _save_curves(work_dir, state)
+    del tf
 
 
+def _train_mle(cfg: Config, model, train_recs, held, state) -> None:
+    import tensorflow as tf
+
+    from trainer.common import Progress
+    from trainer.music_prior import heldout_nll, pad_batch
+
+    seqs = [music_data.to_tokens(r) for r in train_recs]
+    held_seqs = [music_data.to_tokens(r) for r in held]
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i][1]))
+    batches = [order[i:i + cfg.batch] for i in range(0, len(order), cfg.batch)]
+    total = cfg.epochs * len(batches)
+    sched = tf.keras.optimizers.schedules.CosineDecay(cfg.lr, total, alpha=0.05)
+    opt = tf.keras.optimizers.Adam(sched, clipnorm=1.0)
+
+    @tf.function(reduce_retracing=True)
+    def step(x, c, y, m):
+        with tf.GradientTape() as tape:
+            logits = model(x, c, training=True)
+            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
+            loss = tf.reduce_sum(ce * m) / tf.reduce_sum(m)
+        grads = tape.gradient(loss, model.trainable_variables)
+        opt.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    rng = np.random.default_rng(cfg.seed)
+    with Progress(total, "music prior (MLE)", unit="batch") as bar:
+        for epoch in range(cfg.epochs):
+            losses = []
+            for bi in rng.permutation(len(batches)):
+                x, c, y, m = pad_batch([seqs[i] for i in batches[bi]], cfg.max_len)
+                losses.append(float(step(x, c, y, m)))
+                bar.update(1, loss=losses[-1])
+            val = heldout_nll(model, held_seqs, cfg.max_len) if held_seqs else float("nan")
+            state["mle_loss"].append(float(np.mean(losses)))
+            state["val_nll"].append(val)
+            bar.write(f"epoch {epoch + 1}/{cfg.epochs}: train {np.mean(losses):.3f} "
+                      f"held-out {val:.3f} nats/event")
+
+
+def _train_rl(cfg: Config, work_dir: Path, policy, prior, train_recs, state) -> None:
+    import tensorflow as tf
+
+    from trainer.common import Progress, save_json
+    from trainer.music_prior import step_weights
+    from trainer.music_rewards import batch_rewards
+    from trainer.music_rl import draw_settings, make_rl_step, pad_rollouts, rollouts
+
+    weights = reward_weights(cfg)
+    opt = tf.keras.optimizers.Adam(cfg.rl_lr)
+    update = make_rl_step(policy, prior, opt, cfg.kl_coef)
+    start = state["rl_done"]
+    with Progress(cfg.rl_updates, "music RL tuning", unit="update", initial=start) as bar:
+        for it in range(start, cfg.rl_updates):
+            rng = np.random.default_rng([cfg.seed, 7, it])
+            settings = draw_settings(train_recs, cfg.rl_batch, rng)
+            rolls = rollouts(step_weights(policy), settings, rng)
+            rewards = batch_rewards(rolls, weights)[0]
+            adv = (rewards - rewards.mean()) / (rewards.std() + 1e-6)
+            arrays = pad_rollouts(rolls)
+            _, kl = update(*[tf.constant(a) for a in arrays], tf.constant(adv, tf.float32))
+            state["rl_reward"].append(float(rewards.mean()))
+            state["rl_kl"].append(float(kl))
+            bar.update(1, reward=rewards.mean(), kl=float(kl))
+            done = it + 1
+            if done % cfg.rl_checkpoint == 0 or done == cfg.rl_updates:
+                _save_weights(work_dir / "rl.npz", policy)
+                state["rl_done"] = done
+                save_json(work_dir / "state.json", state)
+    if cfg.rl_updates == 0:
+        _save_weights(work_dir / "rl.npz", policy)
+
+
+def _save_curves(work_dir: Path, state: dict) -> None:
+    from trainer.common import save_learning_curve
+
+    save_learning_curve(work_dir / "learning_curve.png",
+                        {"MLE train nats/event": state["mle_loss"],
+                         "held-out nats/event": state["val_nll"],
+                         "RL theory reward": state["rl_reward"], "RL KL to prior": state["rl_kl"]},
+                        xlabel="epoch / update", title="music: prior (MLE) then RL tuning")
+
+
+def load_models(cfg: Config, work_dir: Path):
+    """(prior, policy) Keras models with the saved weights."""
+    from trainer.music_prior import build_model
+
+    prior = build_model(cfg.hidden, cfg.token_dim, cfg.context_dim)
+    _load_weights(Path(work_dir) / "mle.npz", prior)
+    policy = build_model(cfg.hidden, cfg.token_dim, cfg.context_dim)
+    _load_weights(Path(work_dir) / "rl.npz", policy)
+    return prior, policy
+
+
+# ------------------------------------------------------------------------------ export
 def export(cfg: Config, work_dir: Path, out_dir: Path) -> None:
-    from runtime import music as rt
-    from trainer.common import config_dict
-    from trainer.export import write_entry, write_json
+    import tensorflow as tf
 
-    work_dir = Path(work_dir)
-    q = tabular.load_q(work_dir, (rt.N_STATES, rt.N_PITCH))
-    q_entry = tabular.export_q_table(q, rt.N_STATES, [0, 311, 5303], kind=KIND, out_dir=out_dir)
-    env = {
-        "encoding": rt.ENCODING, "n_states": rt.N_STATES, "n_actions": rt.N_PITCH,
-        "low_midi": rt.LOW_MIDI, "steps_per_bar": rt.STEPS_PER_BAR, "trained_key": "C",
-        "state": "(position * 26 + last + 1) * 12 + interval_bucket",
-        "temperature": cfg.temperature, "margin": cfg.margin,
-        "rewards": {name: getattr(cfg, name) for name in REWARD_FIELDS},
-        "style_weight": cfg.style_weight,
-    }
-    env_entry = write_json(env, kind=KIND, role="env", out_dir=out_dir)
-    bigram = bach_bigram(cfg.style_files, work_dir / "style_bigram.json")
-    style = {"description": "pitch bigram of Bach chorale soprano lines in C, natural-log "
-                            "probabilities; rows: 0 = first note, 1 + i = previous pitch "
-                            "MIDI 60 + i; columns: pitch MIDI 60 + j",
-             "chorales": bigram["chorales"], "transitions": bigram["transitions"],
-             "smoothing": cfg.style_smoothing,
-             "logp": np.round(style_logp(bigram["counts"], cfg.style_smoothing), 6).tolist()}
-    style_entry = write_json(style, kind=KIND, role="style", out_dir=out_dir)
-    write_entry(out_dir, KIND, {"q": q_entry, "env": env_entry, "style": style_entry},
-                config_dict(cfg),
-                notes="Tabular Q-learning (fastcore) with RL Tuner-style rewards and a Bach "
-                      "soprano bigram prior; trained in C major, transposed at generation.")
+    from trainer import export as tx
+    from trainer.music_prior import step_weights, tf_step
+
+    _, policy = load_models(cfg, work_dir)
+    arrays = step_weights(policy)
+    _check_step(policy, arrays)
+
+    def step(token, context, state):
+        w = [tf.constant(a) for a in arrays]
+        logits, new_state = tf_step(w, token, context, state)
+        return tf.identity(logits, name="logits"), tf.identity(new_state, name="state_out")
+
+    h = cfg.hidden
+    signature = [tf.TensorSpec([None], tf.int64, name="token"),
+                 tf.TensorSpec([None], tf.int64, name="context"),
+                 tf.TensorSpec([None, h], tf.float32, name="state")]
+    rng = np.random.default_rng(cfg.seed)
+    samples = [[rng.integers(0, V.N_TOKEN, n).astype(np.int64),
+                rng.integers(0, V.N_CONTEXT, n).astype(np.int64),
+                rng.uniform(-1, 1, (n, h)).astype(np.float32)] for n in (1, 5, 64)]
+    step_entry = tx.export_tf_function(step, signature, kind=KIND, role="step", out_dir=out_dir,
+                                       sample_inputs=samples)
+    vocab_entry = tx.write_json(vocab_json(), kind=KIND, role="vocab", out_dir=out_dir)
+    notes = ("step: (token int64 [B], context int64 [B], state float32 [B,H]) -> (logits "
+             "float32 [B,280], state); runtime.music samples events with masks and transposes "
+             "from C major / A minor. Weights: the MLE prior tuned by REINFORCE on music-theory "
+             "rewards with a KL anchor to the prior (RL Tuner).")
+    tx.write_entry(out_dir, KIND, {"step": step_entry, "vocab": vocab_entry}, config=asdict(cfg),
+                   notes=notes)
 
 
-# ------------------------------------------------------------------------------ evaluation
-def melody_metrics(melodies: list[list[int]], keys: list[str], logp=None) -> dict:
-    """The metrics of the module docstring over melodies (MIDI pitches) in the given keys."""
-    from runtime import music as rt
+def vocab_json() -> dict:
+    return {"pitch_low": V.PITCH_LOW, "pitch_high": V.PITCH_HIGH, "durations": list(V.DURATIONS),
+            "meters": V.METERS, "styles": list(V.STYLES), "n_context": V.N_CONTEXT,
+            "n_event": V.N_EVENT, "n_token": V.N_TOKEN}
 
-    in_key = steps = excess = leaps = resolved = stepwise = moves = end_tonic = 0
-    starts = start_tonic = 0
-    ll = []
-    for mel, key in zip(melodies, keys):
-        scale = rt.scale_of(key)
-        tonic, _ = rt.parse_key(key)
-        offset = rt.key_offset(tonic)
-        run = 0
-        for i, p in enumerate(mel):
-            steps += 1
-            in_key += (p % 12) in scale
-            run = run + 1 if i and p == mel[i - 1] else 1
-            excess += run >= 4
-            if i % 16 == 0:
-                starts += 1
-                start_tonic += p % 12 == tonic
-            if i:
-                iv = p - mel[i - 1]
-                moves += 1
-                stepwise += 1 <= abs(iv) <= 2
-                if abs(iv) > 7 and i + 1 < len(mel):
-                    leaps += 1
-                    nxt = mel[i + 1] - p
-                    resolved += iv * nxt < 0 and 1 <= abs(nxt) <= 4
-            if logp is not None:
-                prev = -1 if i == 0 else mel[i - 1] - offset - LOW_MIDI
-                cur = p - offset - LOW_MIDI
-                if 0 <= cur < N_PITCH and -1 <= prev < N_PITCH:
-                    ll.append(logp[prev + 1][cur])
-        end_tonic += bool(mel) and mel[-1] % 12 == tonic
-    n = max(1, len(melodies))
-    out = {
-        "in_key_pct": 100.0 * in_key / max(1, steps),
-        "excessive_repeat_pct": 100.0 * excess / max(1, steps),
-        "leaps_over_fifth_per_melody": leaps / n,
-        "leaps_resolved_pct": 100.0 * resolved / leaps if leaps else None,
-        "end_on_tonic_pct": 100.0 * end_tonic / n,
-        "distinct_pct": 100.0 * len({tuple(m) for m in melodies}) / n,
-        "stepwise_pct": 100.0 * stepwise / max(1, moves),
-        "phrase_start_tonic_pct": 100.0 * start_tonic / max(1, starts),
-    }
-    if logp is not None:
-        out["style_loglik"] = float(np.mean(ll)) if ll else None
-    return out
+
+def _check_step(model, weights) -> None:
+    """The numpy/ONNX step must reproduce Keras' GRU layer (guards the gate layout)."""
+    from trainer.music_prior import numpy_step
+
+    rng = np.random.default_rng(0)
+    tok = rng.integers(0, V.N_TOKEN, (3, 10)).astype(np.int32)
+    ctx = rng.integers(0, V.N_CONTEXT, (3, 10)).astype(np.int32)
+    want = np.asarray(model(tok, ctx))
+    state = np.zeros((3, model.gru.units), np.float32)
+    got = []
+    for t in range(10):
+        logits, state = numpy_step(weights, tok[:, t], ctx[:, t], state)
+        got.append(logits)
+    diff = float(np.max(np.abs(np.stack(got, 1) - want)))
+    if diff > 1e-3:
+        raise RuntimeError(f"the GRU step differs from Keras' GRU layer by {diff}")
 
 
 def evaluate(cfg: Config, work_dir: Path, models_dir: Path) -> dict:
-    import runtime
-    from runtime import music as rt
-    from runtime import registry
+    from trainer.music_report import evaluate as _evaluate
 
-    t0 = time.time()
-    n, bars = cfg.eval_melodies, cfg.eval_bars
-    keys = [MAJOR_KEYS[i % len(MAJOR_KEYS)] for i in range(n)]
-    logp = np.asarray(registry.load_json(KIND, "style", models_dir)["logp"])
-    rl = [runtime.generate(KIND, seed=i, models_dir=models_dir, bars=bars, key=keys[i])
-          for i in range(n)]
-    zeros = np.zeros((rt.N_STATES, rt.N_PITCH))
-    _, sampling = rt.q_table(models_dir)
-    zero_q = [rt.transpose(rt.rollout(zeros, bars, np.random.default_rng(i), **sampling), keys[i])
-              for i in range(n)]
-    # greedy on an all-zero table: argmax ties -> the lowest pitch, every step
-    zero_greedy = [rt.transpose([LOW_MIDI] * (8 * bars), keys[i]) for i in range(n)]
-    uniform = [rt.transpose(list(np.random.default_rng(10_000 + i).integers(
-        LOW_MIDI, LOW_MIDI + N_PITCH, 8 * bars)), keys[i]) for i in range(n)]
-    minor_keys = [k + "m" for k in keys]
-    rl_minor = [runtime.generate(KIND, seed=i, models_dir=models_dir, bars=bars,
-                                 key=minor_keys[i]) for i in range(min(n, 200))]
-    metrics = {
-        "melodies": n, "bars": bars, "keys": "the 12 major keys in turn",
-        "rl": melody_metrics(rl, keys, logp),
-        "baseline_zero_q": melody_metrics(zero_q, keys, logp),
-        "baseline_zero_q_greedy": melody_metrics(zero_greedy, keys, logp),
-        "baseline_uniform_random": melody_metrics(uniform, keys, logp),
-        "rl_minor_keys_200": {k: v for k, v in melody_metrics(
-            rl_minor, minor_keys[:len(rl_minor)]).items()
-            if k in ("in_key_pct", "end_on_tonic_pct", "distinct_pct")},
-        "sampling": sampling,
-    }
-    training = tabular.training_summary(cfg, work_dir, "first_reward_per_step",
-                                        "final_reward_per_step")
-    if training:
-        metrics["training"] = training
-    metrics["eval_seconds"] = round(time.time() - t0, 1)
-    return metrics
+    return _evaluate(cfg, work_dir, models_dir)
