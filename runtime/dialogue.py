@@ -45,10 +45,10 @@ MAX_CHARS = 1000
 __all__ = ["DialogueModel", "Reply", "OPTIONS", "MODEL", "MAX_TURNS", "MAX_CHARS", "READ_CHARS"]
 
 OPTIONS = Options(
-    Option("history", [], "object", "the conversation so far as plain strings, alternating "
+    Option("history", [], "str_list", "the conversation so far as plain strings, alternating "
            f"user/system, user first, ending with a user turn (at most {MAX_TURNS} turns of "
            f"{MAX_CHARS:,} characters; empty: the system opens); with `state`, only the user's "
-           "new turn"),
+           "new turn", hi=MAX_TURNS),
     Option("state", None, "object", "`reply.state` of the previous reply (a JSON-able dict): "
            "the conversation continues from it without re-reading the system's text",
            optional=True),

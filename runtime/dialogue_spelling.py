@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-_WORD = re.compile(r"[a-z]+")
+_WORD = re.compile(r"[a-z]+(?:'[a-z]+)*")      # "doesn't" is one word (never corrected)
 
 
 def osa_distance(a: str, b: str, cap: int = 3) -> int:
@@ -29,6 +29,27 @@ def osa_distance(a: str, b: str, cap: int = 3) -> int:
     return min(prev[-1], cap)
 
 
+_ROWS = ("qwertyuiop", "asdfghjkl", "zxcvbnm")
+_NEAR = {(r[i], r[j]) for r in _ROWS for i in range(len(r)) for j in (i - 1, i + 1)
+         if 0 <= j < len(r)}
+
+
+def typo_cost(a: str, b: str) -> float:
+    """A finer distance for ranking candidates: a swap of neighbouring letters costs 0.8, a
+    substitution by a neighbouring key 0.9, any other edit 1."""
+    prev2, prev = None, [float(j) for j in range(len(b) + 1)]
+    for i in range(1, len(a) + 1):
+        cur = [float(i)] + [0.0] * len(b)
+        for j in range(1, len(b) + 1):
+            x, y = a[i - 1], b[j - 1]
+            sub = 0.0 if x == y else 0.9 if (x, y) in _NEAR else 1.0
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + sub)
+            if i > 1 and j > 1 and x == b[j - 2] and a[i - 2] == y:
+                cur[j] = min(cur[j], prev2[j - 2] + 0.8)
+        prev2, prev = prev, cur
+    return prev[-1]
+
+
 def _deletes(word: str, depth: int) -> set[str]:
     out, frontier = {word}, {word}
     for _ in range(depth):
@@ -44,15 +65,19 @@ def _max_distance(word: str) -> int:
 class Speller:
     """Corrects single words to a vocabulary; ``correct(word) -> (word, confidence)``.
 
-    Confidence: 1.0 unchanged, 0.7 for one unambiguous correction, 0.5 when two vocabulary
-    words are equally close (the first in vocabulary order is taken)."""
+    The ``protected`` (common) words are never corrected and are candidates too, so that a
+    typo of "what" does not become "west". Candidates within the distance bound are ranked by
+    :func:`typo_cost`, then by keeping the first letter, then common words first.
+    Confidence: 1.0 unchanged, 0.7 for one best correction, 0.5 when two tie."""
 
     def __init__(self, vocabulary, protected=()):
         self.vocab = [w for w in dict.fromkeys(vocabulary) if w]
+        self.slot_words = set(self.vocab)
+        targets = [w for w in dict.fromkeys(list(protected) + self.vocab) if w.isalpha()]
         self.known = set(self.vocab) | set(protected)
-        self.order = {w: i for i, w in enumerate(self.vocab)}
+        self.order = {w: i for i, w in enumerate(targets)}
         self.index: dict[str, list[str]] = {}
-        for w in self.vocab:
+        for w in targets:
             for d in _deletes(w, _max_distance(w) or 1):
                 self.index.setdefault(d, []).append(w)
         self._cache: dict[str, tuple[str, float]] = {}
@@ -74,7 +99,7 @@ class Speller:
         cands = set()
         for d in _deletes(word, d_max):
             cands.update(self.index.get(d, ()))
-        best, best_d = [], d_max + 1
+        ranked = []
         for c in cands:
             if len(c) < 4:
                 continue
@@ -83,14 +108,13 @@ class Speller:
                 continue
             if len(word) == 4 and d == 1 and word[0] != c[0] and sorted(word) != sorted(c):
                 continue
-            if d < best_d:
-                best, best_d = [c], d
-            elif d == best_d:
-                best.append(c)
-        if not best:
+            ranked.append((typo_cost(word, c), c[0] != word[0], c in self.slot_words,
+                           self.order[c], c))
+        if not ranked:
             return word, 1.0
-        best.sort(key=lambda c: (c[0] != word[0], self.order[c]))
-        return best[0], 0.7 if len(best) == 1 or best[0][0] != best[1][0] else 0.5
+        ranked.sort()
+        tie = len(ranked) > 1 and ranked[0][:2] == ranked[1][:2]
+        return ranked[0][-1], 0.5 if tie else 0.7
 
     def correct_text(self, text: str) -> tuple[str, dict[str, float]]:
         """``text`` (normalised, lower case) with every word corrected, and the corrected

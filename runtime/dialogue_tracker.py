@@ -10,7 +10,8 @@ import numpy as np
 
 from runtime.dialogue_domain import (
     A_BOOK, A_BYE, A_CHANGE, A_CONFIRM, A_INFORM, A_NOMATCH, A_NONE, A_OFFER, A_REJECT,
-    A_REQMORE, ACTIONS, BOOKING, CONSTRAINTS, DONTCARE, INFORMABLE, N_ACTIONS, REQUESTABLE,
+    A_REQMORE, A_REQUEST, ACTIONS, BOOKING, CONSTRAINTS, DONTCARE, INFORMABLE, N_ACTIONS,
+    REQUESTABLE,
     USER_ACTS, Catalogue, SystemAct, booking_ref,
 )
 
@@ -269,7 +270,8 @@ def _restaurant(cat: Catalogue, r) -> int:
 def mask_from_obs(obs: np.ndarray) -> np.ndarray:
     """Valid actions from observations [B, OBS_DIM] -> bool [B, N_ACTIONS].
 
-    request_* / reqmore / bye: always; confirm_s: s holds a value (not dontcare) that the user
+    request_s: s is not confirmed and was asked fewer than 3 times; reqmore / bye: always;
+    confirm_s: s holds a value (not dontcare) that the user
     has not confirmed; offer: no restaurant on the table, some not-rejected restaurant matches
     and every constraint is filled (or exactly one restaurant matches); nomatch: no restaurant
     on the table and no not-rejected restaurant matches; book: a restaurant is offered, people
@@ -286,8 +288,10 @@ def mask_from_obs(obs: np.ndarray) -> np.ndarray:
     details = filled[:, len(CONSTRAINTS):].all(axis=1)
     one = on[:, _F_COUNT + 1]
     m = np.ones((obs.shape[0], N_ACTIONS), bool)
+    asked = obs[:, _F_SLOT + 4:_F_UNKNOWN:len(SLOT_FEATURES)]
     for k, s in enumerate(INFORMABLE):
         m[:, A_CONFIRM[s]] = filled[:, k] & ~(dontcare[:, k] | confirmed[:, k])
+        m[:, A_REQUEST[s]] = ~confirmed[:, k] & (asked[:, k] < 0.9)    # at most 3 times
     m[:, A_OFFER] = ~offered & fresh & (filled[:, :len(CONSTRAINTS)].all(axis=1) | one)
     m[:, A_NOMATCH] = ~offered & ~fresh
     ready = offered & details & ~st["booking_current"]

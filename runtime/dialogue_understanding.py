@@ -127,6 +127,8 @@ _PEOPLE_PATTERNS = (
      lambda g: 1),
 )
 _BARE_NUMBER = re.compile(r"\b" + _NUM + r"\b")
+_ONE_AS_PRONOUN = re.compile(r"\b(?:another|that|this|the|other|next|which|any|different|"
+                             r"new|one) one\b|\bone (?:of|more|else)\b")
 _NEG = (r"(?:not|no|but|except|other than|don't want|dont want|do not want|instead of|"
         r"rather not|rather not have|nothing|never|don't like|dont like|hate|without|avoid)")
 _NEG_BEFORE = re.compile(r"\b" + _NEG + r"(?: (?:too|so|very|really|any|an|a|the|more|want|"
@@ -168,15 +170,25 @@ class Understanding:
         return entries
 
     def _name_entries(self):
-        out = []
+        """(phrase, regex, restaurant, confidence): full names, names without "the", and a
+        word that only one name has and that is no common or slot word ("blanc", "jade")."""
+        out, seen = [], {}
+        value_words = {w for s in CONSTRAINTS for p, *_ in self.values[s] for w in p.split()}
         for i, name in enumerate(self.cat.names):
             full = normalise(name).strip()
-            forms = [full]
-            if full.startswith("the ") and len(full.split()) >= 3:
-                forms.append(full[4:])
-            for f in forms:
-                out.append((f, re.compile(r"(?<![a-z])" + re.escape(f) + r"(?![a-z])"), i))
-        return sorted(out, key=lambda e: -len(e[0]))
+            forms = [full] + ([full[4:]] if full.startswith("the ") and len(full.split()) >= 3
+                              else [])
+            out += [(f, 0.95, i) for f in forms]
+            for w in set(full.split()) - {"the"}:
+                seen.setdefault(w, set()).add(i)
+        common = set(self.lexicon.get("common", []))
+        for w, owners in seen.items():
+            if len(owners) == 1 and len(w) >= 4 and w not in common | value_words \
+                    and not any(w == f for f, _, _ in out):
+                out.append((w, 0.85, next(iter(owners))))
+        out = [(f, re.compile(r"(?<![a-z])" + re.escape(f) + r"(?![a-z])"), i, c)
+               for f, c, i in out]
+        return sorted(out, key=lambda e: (-len(e[0]), -e[3]))
 
     def _vocabulary(self):
         words = []
@@ -184,9 +196,14 @@ class Understanding:
             for phrase, *_ in self.values[s]:
                 words += phrase.split()
             words += [w for w, _ in self.unknown[s]]
-        for phrase, _, _ in self.names:
+        for phrase, *_ in self.names:
             words += [w for w in phrase.split() if w != "the"]
         words += list(_NUMBER_WORDS) + self.lexicon.get("keywords", [])
+        for key, value in self.lexicon.items():      # the words of every pattern
+            if isinstance(value, list) and key not in ("common", "keywords"):
+                words += re.findall(r"[a-z]{4,}", " ".join(value))
+        words += re.findall(r"[a-z]{4,}", _NEG + _PEOPLE_NOUN + " ".join(
+            p.pattern for p, _ in _TIME_PATTERNS + _PEOPLE_PATTERNS))
         return [w for w in words if w.isalpha()]
 
     # ------------------------------------------------------------------------------------------
@@ -235,23 +252,24 @@ class Understanding:
                 t = t[:m.start()] + " " + t[m.end():]
                 break
         if asked in BOOKING and asked not in found:
-            m = _BARE_NUMBER.search(t)
+            m = _BARE_NUMBER.search(_ONE_AS_PRONOUN.sub(" ", t))    # "another one" is no 1
             if m:
                 n = number(m.group(1))
                 value = (str(n) if 1 <= n <= 99 else None) if asked == "people" else hhmm(n, 0)
                 if value:
                     acts.append(("inform", asked, value, 0.8))
-                    t = t[:m.start()] + " " + t[m.end():]
         return t
 
     def _names(self, t: str, acts: list) -> str:
-        for phrase, pat, i in self.names:
-            if phrase not in t:
+        named = set()
+        for phrase, pat, i, conf in self.names:
+            if phrase not in t or i in named:
                 continue
             m = pat.search(t)
             if m:
                 neg = _NEG_BEFORE.search(t[:m.start()])
-                acts.append(("reject_name" if neg else "name", None, i, 0.95))
+                acts.append(("reject_name" if neg else "name", None, i, conf))
+                named.add(i)
                 t = t[:m.start()] + " | " + t[m.end():]
         return t
 
@@ -261,16 +279,11 @@ class Understanding:
                                     t)
         for slot in CONSTRAINTS:
             best, excluded = None, []
-            for phrase, pat, canonical, conf in self.values[slot]:
-                if phrase not in t:      # most phrases are absent: skip their regex
-                    continue
-                for m in pat.finditer(t):
-                    c = min([conf] + [fixed[w] for w in phrase.split() if w in fixed])
-                    if _NEG_BEFORE.search(t[:m.start()]):
-                        excluded.append((canonical, c))
-                    elif best is None or m.start() > best[0] or (m.start() == best[0]
-                                                                 and c > best[2]):
-                        best = (m.start(), canonical, c)
+            for start, canonical, c in self._value_matches(slot, t, fixed):
+                if _NEG_BEFORE.search(t[:start]):
+                    excluded.append((canonical, c))
+                elif best is None or start > best[0] or (start == best[0] and c > best[2]):
+                    best = (start, canonical, c)
             for canonical, c in excluded:
                 if best is None or best[1] != canonical:
                     acts.append(("exclude", slot, canonical, c))
@@ -284,6 +297,23 @@ class Understanding:
             elif slot == asked and not excluded and self.dontcare.search(t):
                 acts.append(("inform", slot, DONTCARE, 0.8))
         return self.dontcare.sub(" ", t)
+
+    def _value_matches(self, slot: str, t: str, fixed: dict) -> list[tuple]:
+        """(start, canonical, confidence) of the slot's value phrases in ``t``; a phrase inside
+        a longer one ("thai" in "pad thai") is not read twice."""
+        found = []
+        for phrase, pat, canonical, conf in self.values[slot]:
+            if phrase not in t:      # most phrases are absent: skip their regex
+                continue
+            for m in pat.finditer(t):
+                c = min([conf] + [fixed[w] for w in phrase.split() if w in fixed])
+                found.append((m.start(), m.end(), canonical, c))
+        found.sort(key=lambda f: f[0] - f[1])          # longest first
+        kept = []
+        for a, b, canonical, c in found:
+            if all(b <= x or a >= y for x, y, *_ in kept):
+                kept.append((a, b, canonical, c))
+        return [(a, canonical, c) for a, _, canonical, c in kept]
 
     def _unknown_value(self, slot: str, t: str):
         for w, pat in self.unknown[slot]:

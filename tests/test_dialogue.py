@@ -107,6 +107,7 @@ def test_understanding_uses_the_context_of_the_question():
     assert _informs("4", ask_people) == {"people": "4"}
     assert _informs("eight", ask_time) == {"time": "20:00"}
     assert _informs("any", ask_area) == {"area": DONTCARE}
+    assert _informs("it doesn't matter", ask_area) == {"area": DONTCARE}
     reject = SystemAct(A_REJECT, slot="people", value="10")
     assert _informs("ok, make it 10 then", reject) == {"people": "10"}
 
@@ -156,6 +157,12 @@ def test_tracker_masks_the_richer_act_set():
     t.user(NLU.parse("can you change that to 4 people?", t.last_sys))
     assert t.mask()[A_CHANGE] and not t.mask()[A_BOOK]
     assert t.features()[feature_index(None, "has_booking")] == 1.0
+    t = _tracker("cheap italian")
+    for _ in range(3):
+        assert t.mask()[A_REQUEST["area"]]
+        t.system(resolve_action(t, A_REQUEST["area"], np.random.default_rng(0)))
+        t.user(NLU.parse("hmm", t.last_sys))
+    assert not t.mask()[A_REQUEST["area"]]           # never a fourth time
 
 
 def test_batched_mask_equals_the_one_row_mask():

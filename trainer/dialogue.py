@@ -39,7 +39,7 @@ class Config:
     train_noise_max: float = 0.3
     reward_scale: float = 0.1             # rewards are multiplied by this for the DQN only
     # DQN (see trainer.dqn.DQNConfig)
-    total_steps: int = 200_000
+    total_steps: int = 330_000
     learning_rate: float = 5e-4
     buffer_size: int = 100_000
     batch_size: int = 128

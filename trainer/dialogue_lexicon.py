@@ -259,5 +259,6 @@ LEXICON = {
                "minutes open opening closes closing today tomorrow later earlier sooner "
                "people guest guests booking booked cancel cancelled make made move moved "
                "instead other others another different same similar second third next last "
-               "first").split(),
+               "first happy lucky blue green golden star four nights court leaf mint route "
+               "zone crown castle silk valley pearl lantern bakery anchor").split(),
 }

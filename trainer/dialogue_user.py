@@ -39,6 +39,7 @@ class UserSimulator:
         self.change = goal.change
         self.received: dict[str, int] = {}
         self.nobook_said = False
+        self.bare_book = False
         self.unwanted_booking = False
         self.mistakes = self.repeats = self.turns = 0
         self.ended = False
@@ -85,6 +86,9 @@ class UserSimulator:
     def _inform(self, slots) -> list:
         out = []
         for s in slots:
+            if self.cur[s] is None:          # a booking detail of a goal with no booking
+                out.append(("nobook", None, None))
+                continue
             self.said.add(s)
             if s in self.goal.excluded and self.cur[s] == DONTCARE:
                 out.append(("exclude", s, self.goal.excluded[s]))
@@ -129,15 +133,25 @@ class UserSimulator:
         if g.book and (self.booking is None or self.booking[0] != self.accepted):
             unsaid = self._unsaid(BOOKING)
             self.intent = "book"
+            if unsaid and not self.bare_book and self.rng.random() < 0.35:
+                self.bare_book = True       # "book it" without the details: must be asked
+                return [("affirm", None, None)]
             return self._inform(unsaid) if unsaid else [("affirm", None, None)]
         pending = self.pending_requests()
         if pending:
             self.intent = "request"
-            return [("request", q, None) for q in pending]
+            named = g.name is not None and self.accepted != g.name
+            return [("name", None, g.name)] * named + [("request", q, None) for q in pending]
         if self.change and self.booking is not None:
             slot, value = self.change
             self.cur[slot], self.change, self.intent = value, None, "change"
             return [("inform", slot, value)]
+        stale = [s for k, s in ((1, "people"), (2, "time"))
+                 if g.book and self.booking and self.booking[k] != self.cur[s]]
+        if stale:                       # a change the system missed: ask again
+            self.repeats += 1
+            self.intent = "change"
+            return self._inform(stale[:1])
         if not g.book and not self.nobook_said:
             self.nobook_said, self.intent = True, "nobook"
             return [("nobook", None, None), ("done", None, None)]
@@ -204,6 +218,8 @@ class UserSimulator:
     def _on_offer(self, act: SystemAct) -> list:
         r, g = act.restaurant, self.goal
         if g.name is not None:
+            if r == g.name:
+                self.accepted = r
             return self._next()
         wrong = [s for s in CONSTRAINTS if not self.cat.satisfies(r, {s: self.cur[s]})]
         excl = [s for s, v in g.excluded.items() if self.cat.restaurants[r][s] == v]
@@ -267,6 +283,8 @@ class UserSimulator:
 
     def _on_inform(self, act: SystemAct) -> list:
         r = act.restaurant
+        if self.goal.name is not None and r != self.goal.name:
+            self.repeats += 1           # info about another restaurant than the one named
         if r is not None and (r == self.accepted or r == self.goal.name
                               or (self.booking and r == self.booking[0])):
             for q in act.slots:
