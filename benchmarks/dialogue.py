@@ -82,9 +82,21 @@ def _conversations(n: int, seed: int = 0) -> list[list[str]]:
 
 
 def _percentiles(times: list) -> dict:
-    ms = 1000 * np.array(times)
-    return {"calls": len(ms), "p50_ms": float(np.percentile(ms, 50)),
-            "p95_ms": float(np.percentile(ms, 95))}
+    """``times``: (wall, cpu) seconds per call. The CPU time of the calling thread is the cost
+    of a reply without the waits a busy shared machine adds to the wall clock."""
+    wall, cpu = (1000 * np.array(x) for x in zip(*times))
+    return {"calls": len(wall), "p50_ms": float(np.percentile(wall, 50)),
+            "p95_ms": float(np.percentile(wall, 95)),
+            "cpu_p50_ms": float(np.percentile(cpu, 50)), "cpu_p95_ms": float(np.percentile(cpu, 95))}
+
+
+class _Clock:
+    def __enter__(self):
+        self.t, self.c = time.perf_counter(), time.thread_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.value = (time.perf_counter() - self.t, time.thread_time() - self.c)
 
 
 def bench_latency(calls: int, models_dir: Path, precision: str = "fp32") -> dict:
@@ -102,9 +114,9 @@ def bench_latency(calls: int, models_dir: Path, precision: str = "fp32") -> dict
     hist, turns = [], []
     for i, conv in enumerate(convs):
         for k in range(0, len(conv), 2):
-            t0 = time.perf_counter()
-            model.generate(history=conv[:k + 1], seed=i)
-            hist.append(time.perf_counter() - t0)
+            with _Clock() as clock:
+                model.generate(history=conv[:k + 1], seed=i)
+            hist.append(clock.value)
             turns.append(k + 1)
     model.close()
     state = []           # a fresh model: no turn has been read before
@@ -112,10 +124,10 @@ def bench_latency(calls: int, models_dir: Path, precision: str = "fp32") -> dict
     for i, conv in enumerate(convs):
         reply = None
         for k in range(0, len(conv), 2):
-            t0 = time.perf_counter()
-            reply = model.generate(history=[conv[k]], seed=i) if reply is None else \
-                model.generate(state=reply.state, history=[conv[k]], seed=i)
-            state.append(time.perf_counter() - t0)
+            with _Clock() as clock:
+                reply = model.generate(history=[conv[k]], seed=i) if reply is None else \
+                    model.generate(state=reply.state, history=[conv[k]], seed=i)
+            state.append(clock.value)
     model.close()
     return {"precision": precision, "cold_ms": 1000 * cold, "history": _percentiles(hist),
             "state": _percentiles(state), "mean_history_turns": float(np.mean(turns))}
@@ -144,10 +156,10 @@ def main(argv=None) -> int:
             break
         h, st = lat["history"], lat["state"]
         print(f"reply latency {precision}: cold {lat['cold_ms']:.1f} ms; history= p50 "
-              f"{h['p50_ms']:.2f} ms, p95 {h['p95_ms']:.2f} ms (mean "
-              f"{lat['mean_history_turns']:.1f} turns); state= p50 {st['p50_ms']:.2f} ms, p95 "
-              f"{st['p95_ms']:.2f} ms; target p95 <= 2 ms: "
-              f"{'met' if max(h['p95_ms'], st['p95_ms']) <= 2.0 else 'NOT met'}")
+              f"{h['p50_ms']:.2f} ms, p95 {h['p95_ms']:.2f} ms (CPU p95 {h['cpu_p95_ms']:.2f} "
+              f"ms; mean {lat['mean_history_turns']:.1f} turns); state= p50 {st['p50_ms']:.2f} "
+              f"ms, p95 {st['p95_ms']:.2f} ms (CPU p95 {st['cpu_p95_ms']:.2f} ms); target wall "
+              f"p95 <= 2 ms: {'met' if max(h['p95_ms'], st['p95_ms']) <= 2.0 else 'NOT met'}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
