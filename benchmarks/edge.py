@@ -290,8 +290,10 @@ def _fmt_ms(s):
 def table(measured: dict, sizes_of: dict, repeats: int, rounds: int) -> str:
     """The markdown table of ``measured`` (kind -> row -> pooled results)."""
     kinds = list(measured)
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     header = (f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()} "
-              f"({os.cpu_count()} cores, Python {platform.python_version()}), {rounds} "
+              f"({os.cpu_count()} cores, load average {load} at the end, Python "
+              f"{platform.python_version()}), {rounds} "
               f"processes per row (the rows of a kind taking turns), {repeats} timed "
               f"calls after the first in each. Work per call: "
               + "; ".join(f"{k}: {json.dumps(WORK[k])}" for k in kinds) + ".\n\n"
