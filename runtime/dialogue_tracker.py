@@ -278,7 +278,8 @@ def mask_from_obs(obs: np.ndarray) -> np.ndarray:
     and time are known, it can take them and there is no booking yet; change: there is a
     booking, the details or the restaurant changed since and the restaurant can take them;
     reject_booking: the offered restaurant cannot take the known people/time; inform: a
-    restaurant is offered and some of its info is still untold."""
+    restaurant is offered and some of its info is still untold. Once the user said goodbye
+    (and nothing else), only bye."""
     obs = np.asarray(obs, np.float32).reshape(-1, OBS_DIM)
     on = obs > 0.5
     slots = on[:, _F_SLOT:_F_UNKNOWN].reshape(-1, len(INFORMABLE), len(SLOT_FEATURES))
@@ -299,6 +300,8 @@ def mask_from_obs(obs: np.ndarray) -> np.ndarray:
     m[:, A_CHANGE] = ready & st["has_booking"] & ~st["booking_invalid"]
     m[:, A_REJECT] = ready & st["booking_invalid"]
     m[:, A_INFORM] = offered & (obs[:, _F_REQ + 1:_F_STATE:2] < 0.5).any(axis=1)
+    m[st["done"]] = False                  # the user said goodbye: say goodbye
+    m[st["done"], A_BYE] = True
     return m
 
 

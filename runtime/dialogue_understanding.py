@@ -336,8 +336,9 @@ class Understanding:
         content = any(a[0] != "nobook" for a in acts)
         done = bool(self.acts["done"].search(rest)) or any(a[0] == "nobook" for a in acts) \
             and not content
-        if done and offer and self.acts["negate"].search(rest) and not _BYE.search(rest):
-            done = False
+        if done and (offer and self.acts["negate"].search(rest)
+                     or self.acts["affirm"].search(rest)) and not _BYE.search(rest):
+            done = False           # "yes thanks" is a yes, "no thanks" to an offer a no
         if self.acts["negate"].search(rest) and not (done and not content):
             acts.append(("negate", None, None, 1.0))
         elif self.acts["affirm"].search(rest) and not (done and not content):
