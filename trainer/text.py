@@ -70,7 +70,7 @@ class Config:
     disc_hidden: int = 128
     disc_lr: float = 1e-3
     disc_pretrain: int = 30        # discriminator steps before tuning starts
-    rl_val_every: int = 20
+    rl_val_every: int = 60
     min_word_count: int = 2        # a real word occurs this often in the training text
     # evaluation
     eval_samples: int = 400

@@ -111,13 +111,20 @@ def val_bits_per_char(model, ids: np.ndarray, start_id: int, chunks: int,
     import tensorflow as tf
 
     inputs, targets = chunked(ids, start_id, chunks)
-    state, total = None, 0.0
+    score = getattr(model, "_text_score_fn", None)
+    if score is None:
+        @tf.function(reduce_retracing=True)
+        def score(x, y, state):
+            logits, state = model(x, states=state, return_state=True)
+            ce = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
+            return tf.reduce_sum(ce), state
+        model._text_score_fn = score
+    state = tf.zeros((chunks, model.gru.units))
+    total = 0.0
     for s in range(0, inputs.shape[1], window):
-        logits, state = model(tf.constant(inputs[:, s: s + window]), states=state,
-                              return_state=True)
-        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(
-            tf.constant(targets[:, s: s + window]), logits)
-        total += float(tf.reduce_sum(ce))
+        ce, state = score(tf.constant(inputs[:, s: s + window]),
+                          tf.constant(targets[:, s: s + window]), state)
+        total += float(ce)
     return total / LN2 / scored_chars(token_lengths, ids, chunks)
 
 
