@@ -44,16 +44,16 @@ class Config:
     embedding_dim: int = 8
     catalogue_seed: int = 2024
     # DQN (see trainer.dqn.DQNConfig for the units)
-    total_steps: int = 250_000
+    total_steps: int = 90_000
     learning_rate: float = 5e-4
     buffer_size: int = 100_000
     batch_size: int = 64
-    gamma: float = 0.95
+    gamma: float = 0.6
     tau: float = 1.0
     target_update_every: int = 250
     start_epsilon: float = 1.0
     end_epsilon: float = 0.05
-    exploration_fraction: float = 0.2
+    exploration_fraction: float = 0.2   # of each run's steps (fine-tuning starts at the end)
     learning_starts: int = 2000
     train_every: int = 2
     hidden: tuple = (128, 128)
@@ -64,10 +64,16 @@ class Config:
     num_envs: int = 16
     checkpoint_every: int = 10_000
     prioritized: bool = False
-    n_step: int = 3
+    n_step: int = 1
     train_slate_k: int = 5           # slate size in training: [DQN action] + top-(k-1) by Q
-    # learned myopic baseline: the same DQN with gamma = 0, as many steps; 0 = skip it
-    myopic_steps: int = 250_000
+    # learned myopic baseline: the same DQN with gamma = 0; 0 = skip it
+    myopic_steps: int = 90_000
+    # the DQN starts from the myopic network's weights (a one-step reward model) and is
+    # fine-tuned with gamma for total_steps more transitions; False: from scratch
+    init_from_myopic: bool = False
+    # ablation: the same DQN trained from scratch for scratch_steps (0 = skip)
+    scratch_steps: int = 0
+    scratch_gamma: float = 0.95
     # evaluation
     slate_k: int = 5
     eval_sessions: int = 600
@@ -76,9 +82,10 @@ class Config:
 
 
 PROFILES = {
-    "quick": Config(total_steps=4_000, learning_starts=500, buffer_size=10_000, hidden=(32, 32),
+    "quick": Config(total_steps=3_000, learning_starts=500, buffer_size=10_000, hidden=(32, 32),
                     embed_dim=16, item_hidden=16, pair_hidden=16, checkpoint_every=2_000,
-                    target_update_every=50, myopic_steps=0, num_envs=8, eval_sessions=60,
+                    target_update_every=50, myopic_steps=0, scratch_steps=0, num_envs=8,
+                    eval_sessions=60,
                     probe_histories=100, focused_per_topic=5),
     "full": Config(),
 }
@@ -147,18 +154,35 @@ def action_mask(cfg: Config):
     return mask
 
 
+def _warm_start(src: Path, dst: Path) -> None:
+    """Copy the myopic run's checkpoints (weights, optimizer, step) to start the DQN from."""
+    import shutil
+
+    if (dst / "checkpoints" / "checkpoint").exists():
+        return                                        # the DQN run resumes its own
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(src / "checkpoints", dst / "checkpoints")
+
+
 def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
+    """Runs: ``myopic`` (gamma 0), ``dqn`` (from the myopic weights when
+    ``init_from_myopic``: fine-tuned with gamma for ``total_steps`` more transitions) and the
+    ``dqn_scratch`` ablation (gamma, from scratch, ``scratch_steps``)."""
     from trainer.common import save_json, save_learning_curve
     from trainer.dqn import train_dqn
 
     work_dir = Path(work_dir)
     raw, sim = catalogue(cfg), sim_config(cfg)
     make_env = lambda i: RecSimEnv(raw, sim)          # noqa: E731
-    runs = [("dqn", cfg.gamma, cfg.total_steps)]
-    if cfg.myopic_steps > 0:
-        runs.append(("myopic", 0.0, cfg.myopic_steps))
+    warm = cfg.init_from_myopic and cfg.myopic_steps > 0
+    runs = [("myopic", 0.0, cfg.myopic_steps)] if cfg.myopic_steps > 0 else []
+    runs.append(("dqn", cfg.gamma, cfg.total_steps + (cfg.myopic_steps if warm else 0)))
+    if cfg.scratch_steps > 0:
+        runs.append(("dqn_scratch", cfg.scratch_gamma, cfg.scratch_steps))
     summary = {}
     for name, gamma, steps in runs:
+        if name == "dqn" and warm:
+            _warm_start(work_dir / "myopic", work_dir / name)
         dcfg = _dqn_config(cfg, gamma=gamma, total_steps=steps)
         _, hist = train_dqn(make_env, dcfg, work_dir / name, strategy=strategy,
                             action_mask_fn=action_mask(cfg), progress_desc=f"recommend {name}",

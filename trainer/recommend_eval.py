@@ -100,15 +100,24 @@ def policies(cfg, work_dir: Path, models_dir: Path, cat=None) -> dict:
         "patient_oracle": score_policy(lambda envs: np.stack(
             [e.myopic_values() * (1 + 2 * (e.cat.quality - 0.5)) for e in envs])),
     }
-    myo = Path(work_dir) / "myopic" / "checkpoints"
-    if cat is None and cfg.myopic_steps > 0 and myo.exists():
-        import tensorflow as tf
-        from trainer.recommend import load_q
+    if cat is None:
+        out.update(_checkpoint_policies(cfg, work_dir))
+    return out
 
-        q_myo = load_q(cfg, work_dir, "myopic")
-        f = tf.function(lambda x: q_myo(x, training=False))
-        out["myopic_learned"] = score_policy(
-            lambda envs: f(tf.constant(np.stack([e.observation() for e in envs]))).numpy())
+
+def _checkpoint_policies(cfg, work_dir: Path) -> dict:
+    """The learned myopic network (gamma 0) and the from-scratch DQN ablation, in TensorFlow."""
+    import tensorflow as tf
+    from trainer.recommend import load_q
+
+    out = {}
+    for name, run in (("myopic_learned", "myopic"), ("dqn_from_scratch", "dqn_scratch")):
+        if not (Path(work_dir) / run / "checkpoints" / "checkpoint").exists():
+            continue
+        q = load_q(cfg, work_dir, run)
+        f = tf.function(lambda x, q=q: q(x, training=False))
+        out[name] = score_policy(
+            lambda envs, f=f: f(tf.constant(np.stack([e.observation() for e in envs]))).numpy())
     return out
 
 
@@ -138,7 +147,7 @@ def session_metrics(cfg, work_dir, models_dir) -> dict:
     for name, pol in policies(cfg, work_dir, models_dir).items():
         r = run_sessions(pol, raw, sim, cfg.eval_sessions, k, EVAL_SEED0)
         res = {key: round(v, 4) for key, v in r.items() if not key.startswith("_")}
-        if name not in ("dqn_int8", "random", "most_popular"):        # time: the weak ones skip
+        if name not in ("dqn_int8", "random", "most_popular", "dqn_from_scratch"):   # time
             res["segments"] = _segments(cfg, raw, sim, pol, k)
         results[name] = res
     # a catalogue the DQN never saw: scored from item features, no retraining
@@ -210,6 +219,8 @@ def evaluate(cfg, work_dir: Path, models_dir: Path) -> dict:
         "sessions": cfg.eval_sessions, "slate_k": cfg.slate_k, "n_items": cfg.n_items,
         **sessions, "probes": probes,
         "dqn_return_vs_myopic_learned": round(dqn / myopic, 4),
+        "ablation": "myopic_learned = the same network and trainer with gamma 0 (the DQN's "
+                    "starting point); dqn_from_scratch = the DQN trained from scratch",
         "dqn_return_vs_oracle": round(dqn / oracle, 4),
         "dqn_return_vs_myopic_oracle": round(dqn / p["myopic_oracle"]["mean_return"], 4),
         "dqn_return_vs_history_heuristic": round(dqn / p["history_heuristic"]["mean_return"], 4),

@@ -27,48 +27,64 @@ def _pair_layer():
         return _LAYERS["PairQ"]
 
     class PairQ(keras.layers.Layer):
+        """Every weight is this layer's own (``add_weight``) and an attribute: nested Dense
+        layers' variables were missing from ``tf.train.Checkpoint`` saves of the model."""
+
         def __init__(self, features, n_topics, embedding_dim, hidden, embed_dim, item_hidden,
                      pair_hidden, **kw):
             super().__init__(**kw)
             self.n_items, self.n_feat = features.shape
             self.t, self.e = int(n_topics), int(embedding_dim)
             self._init_features = np.asarray(features, np.float32)
-            self.user = [keras.layers.Dense(int(h), activation="relu", name=f"user{j}")
-                         for j, h in enumerate(hidden)]
-            self.user_out = keras.layers.Dense(embed_dim, name="user_out")
-            self.item1 = keras.layers.Dense(item_hidden, activation="relu", name="item1")
-            self.item2 = keras.layers.Dense(embed_dim, name="item2")
-            self.pu = keras.layers.Dense(pair_hidden, use_bias=False, name="pair_user")
-            self.pi = keras.layers.Dense(pair_hidden, name="pair_item")
-            self.pm = keras.layers.Dense(pair_hidden, use_bias=False, name="pair_mul")
-            self.pmatch = keras.layers.Dense(pair_hidden, use_bias=False, name="pair_match")
-            self.out = keras.layers.Dense(1, name="pair_out")
-            self.embed_dim, self.pair_hidden = embed_dim, pair_hidden
+            self.hidden = [int(h) for h in hidden]
+            self.embed_dim, self.item_hidden, self.pair_hidden = embed_dim, item_hidden, pair_hidden
+
+        def _dense(self, name, n_in, n_out, bias=True):
+            w = self.add_weight(name=f"{name}_kernel", shape=(n_in, n_out),
+                                initializer="glorot_uniform")
+            b = self.add_weight(name=f"{name}_bias", shape=(n_out,), initializer="zeros") \
+                if bias else None
+            # a plain attribute per variable: tf.train.Checkpoint tracks attributes, not the
+            # variables kept in the tuples below
+            setattr(self, f"v_{name}_kernel", w)
+            if b is not None:
+                setattr(self, f"v_{name}_bias", b)
+            return (w, b)
 
         def build(self, input_shape=None):
             self.features = self.add_weight(
                 name="features", shape=(self.n_items, self.n_feat), trainable=False,
                 initializer=keras.initializers.Constant(self._init_features))
-            d = 3 * self.t + self.e + 6
-            for layer in self.user:
-                layer.build((None, d))
-                d = layer.units
-            self.user_out.build((None, d))
-            self.item1.build((None, self.n_feat))
-            self.item2.build((None, self.item1.units))
-            for layer in (self.pu, self.pi, self.pm):
-                layer.build((None, self.embed_dim))
-            self.pmatch.build((None, 4))
-            self.out.build((None, self.pair_hidden))
+            d, self.user = 3 * self.t + self.e + 6, []
+            for j, h in enumerate(self.hidden):
+                self.user.append(self._dense(f"user{j}", d, h))
+                d = h
+            e, h = self.embed_dim, self.pair_hidden
+            self.user_out = self._dense("user_out", d, e)
+            self.item1 = self._dense("item1", self.n_feat, self.item_hidden)
+            self.item2 = self._dense("item2", self.item_hidden, e)
+            self.pu = self._dense("pair_user", e, h, bias=False)
+            self.pi = self._dense("pair_item", e, h)
+            self.pm = self._dense("pair_mul", e, h, bias=False)
+            self.pmatch = self._dense("pair_match", 4, h, bias=False)
+            self.out = self._dense("pair_out", h, 1)
+
+        @staticmethod
+        def _apply(x, wb, relu=False):
+            w, b = wb
+            y = ops.matmul(x, w)
+            if b is not None:
+                y = y + b
+            return ops.relu(y) if relu else y
 
         def score(self, state, items):
             """state [B, S], items [N, F] -> Q [B, N]."""
             t, e = self.t, self.e
             u = state
-            for layer in self.user:
-                u = layer(u)
-            u = self.user_out(u)                                        # [B, E']
-            v = self.item2(self.item1(items))                           # [N, E']
+            for wb in self.user:
+                u = self._apply(u, wb, relu=True)
+            u = self._apply(u, self.user_out)                           # [B, E']
+            v = self._apply(self._apply(items, self.item1, relu=True), self.item2)   # [N, E']
             topics = items[:, :t]
             match = [ops.matmul(state[:, j * t:(j + 1) * t], ops.transpose(topics)) for j in range(3)]
             if e:
@@ -78,9 +94,9 @@ def _pair_layer():
                 match.append(ops.zeros_like(match[0]))
             m = ops.stack(match, axis=-1)                               # [B, N, 4]
             uv = u[:, None, :] * v[None, :, :]                          # [B, N, E']
-            h = ops.relu(self.pu(u)[:, None, :] + self.pi(v)[None, :, :] + self.pm(uv)
-                         + self.pmatch(m))
-            return self.out(h)[:, :, 0] + ops.sum(uv, axis=-1)
+            h = ops.relu(self._apply(u, self.pu)[:, None, :] + self._apply(v, self.pi)[None, :, :]
+                         + self._apply(uv, self.pm) + self._apply(m, self.pmatch))
+            return self._apply(h, self.out)[:, :, 0] + ops.sum(uv, axis=-1)
 
         def call(self, obs):
             return self.score(obs[:, self.n_items:], self.features)
