@@ -176,13 +176,18 @@ def test_difficulty_lengthens_paths_and_adds_hazards(shipped):
 
 
 def test_explicit_path_length_is_followed(shipped):
-    hits = 0
-    for seed in range(20):
-        level = runtime.generate("level", seed=seed, models_dir=shipped, size=24,
-                                 path_length=30)
-        assert level.targets["path_length"] == 30
-        hits += abs(level.achieved["path_length"] - 30) <= 6
-    assert hits >= 14
+    def lengths(want):
+        out = []
+        for seed in range(20):
+            level = runtime.generate("level", seed=seed, models_dir=shipped, size=24,
+                                     path_length=want)
+            assert level.targets["path_length"] == want
+            out.append(level.achieved["path_length"])
+        return np.array(out)
+    short, long = lengths(12), lengths(36)
+    assert np.median(long) > 2 * np.median(short)
+    assert np.mean(np.abs(long - 36) <= 0.2 * 36) >= 0.5
+    assert np.mean(np.abs(short - 12) <= 0.2 * 12) >= 0.5
 
 
 @pytest.mark.parametrize("opts, name", [

@@ -51,6 +51,10 @@ class Config:
     epsilon: float = 0.3
     epsilon_min: float = 0.02
     max_steps: int = 20_000
+    # heuristic episodes for a warm start (trainer/level_prior.py); 0 = from zeros, the shipped
+    # model: measured with 20,000 the prior alone scored 0.868 and Q-learning from it 0.798
+    # (0.805 from zeros), see docs/kinds/level.md
+    prior_episodes: int = 0
     ablation_seeds: int = 2          # extra tables trained for the spread of the learned policy
     ablation_episodes: int = 400_000
     # runtime sampling: softmax((Q - max) / (max - min) / temperature)
@@ -92,6 +96,9 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
     q, state = tabular.resume_or_start(cfg, work_dir, (env.n_states, env.n_actions),
                                        curves=("return", "length"))
 
+    if state["chunk"] == 0 and cfg.prior_episodes:
+        q[:] = warm_start(cfg, work_dir / "q_prior.npy", cfg.seed)
+
     def run_chunk(episodes, epsilon, decay, seed):
         return _train_table(cfg, q, episodes, epsilon, decay, seed)
 
@@ -106,6 +113,22 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
                         "episode length (edit steps)": state["length"]},
                        title="level editor: Q-learning")
     train_ablation_seeds(cfg, work_dir)
+
+
+def warm_start(cfg: Config, path: Path, seed: int) -> np.ndarray:
+    """The heuristic prior (trainer/level_prior.py), computed once and kept at ``path``."""
+    import io
+
+    from trainer.export import atomic_write_bytes
+    from trainer.level_prior import heuristic_prior
+
+    if path.exists():
+        return np.load(path)
+    q = heuristic_prior(cfg, seed)
+    buf = io.BytesIO()
+    np.save(buf, q)
+    atomic_write_bytes(path, buf.getvalue())
+    return q
 
 
 def train_ablation_seeds(cfg: Config, work_dir: Path) -> None:
@@ -124,6 +147,8 @@ def train_ablation_seeds(cfg: Config, work_dir: Path) -> None:
         t0 = time.time()
         sub = dataclasses.replace(cfg, episodes=cfg.ablation_episodes)
         q = np.zeros((rules.N_STATES, rules.N_ACTIONS), np.float64)
+        if cfg.prior_episodes:
+            q[:] = warm_start(cfg, work_dir / f"q_prior_seed{k}.npy", cfg.seed + 1000 * k)
         decay = tabular.epsilon_decay(sub)
         eps = cfg.epsilon
         per = [len(a) for a in np.array_split(np.arange(sub.episodes), cfg.chunks)]

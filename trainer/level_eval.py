@@ -11,6 +11,8 @@
 * ``ablation``: the target score (0..1, the mean of the five target terms of
   ``runtime.level_env.score``) and per-target hit rates of the learned policy (the shipped table
   and ``ablation_seeds`` tables trained with other seeds: spread over training seeds), the
+  heuristic prior the learning starts from on its own (``q_prior*.npy``), Q-learning from zeros
+  (``q_scratch*.npy`` when present in the work directory), the
   hand-written heuristic, valid random edits and uniformly random actions
   (``trainer/level_baselines.py``), all through the same editor on the same level seeds
   (``ablation_levels`` per size x difficulty; the baselines' spread is over 5 blocks of seeds).
@@ -21,7 +23,6 @@ the heuristic comparison on the same score.
 """
 from __future__ import annotations
 
-import statistics
 import time
 from bisect import bisect_right
 from pathlib import Path
@@ -61,7 +62,7 @@ def _summary(levels: list, times: list | None = None) -> dict:
         "target_score": float(np.mean([x["score"] for x in a])),
     }
     if times:
-        out["generate_ms_p50"] = 1000.0 * float(np.median(times))
+        out["generate_wall_ms_p50"] = 1000.0 * float(np.median(times))
     return out
 
 
@@ -69,12 +70,14 @@ def target_table(model, cfg) -> dict:
     out = {}
     for size in cfg.eval_sizes:
         for d in cfg.eval_difficulties:
-            levels, times = [], []
+            levels, times, cpu = [], [], []
             for seed in range(cfg.eval_seeds):
-                t0 = time.perf_counter()
+                c0, t0 = time.thread_time(), time.perf_counter()
                 levels.append(model.generate(seed=seed, size=size, difficulty=float(d)))
                 times.append(time.perf_counter() - t0)
+                cpu.append(time.thread_time() - c0)
             out[f"{size}/{d:g}"] = _summary(levels, times)
+            out[f"{size}/{d:g}"]["generate_cpu_ms_p50"] = 1000.0 * float(np.median(cpu))
     return out
 
 
@@ -146,6 +149,16 @@ def ablation(cfg, work_dir: Path, shipped_q: np.ndarray) -> dict:
     baselines = {"heuristic": _editor_policy(base.heuristic_policy),
                  "random_valid_edits": _editor_policy(base.random_valid_policy),
                  "random_actions": _editor_policy(base.random_policy)}
+    extra = {"heuristic prior alone (no Q-learning)": sorted(work_dir.glob("q_prior*.npy")),
+             "Q-learning from zeros (no prior)": sorted(work_dir.glob("q_scratch*.npy"))}
+    for name, paths in extra.items():
+        if paths:
+            per = [_hit_rates(_levels(_table_policy(np.load(p), cfg.temperature), cfg, seeds))
+                   for p in paths]
+            sc = [r["target_score"] for r in per]
+            rows[name] = {"target_score_mean": float(np.mean(sc)),
+                          "target_score_std_over_seeds": float(np.std(sc)),
+                          "training_seeds": len(sc), "first_seed": per[0]}
     blocks = np.array_split(np.arange(cfg.ablation_levels), 5)
     for name, factory in baselines.items():
         levels = _levels(factory, cfg, seeds)
@@ -181,12 +194,3 @@ def evaluate(cfg, work_dir: Path, models_dir: Path) -> dict:
     metrics["eval_seconds"] = round(time.time() - t0, 1)
     model.close()
     return metrics
-
-
-def median_ms(fn, repeats: int = 50) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1000.0 * statistics.median(times)
