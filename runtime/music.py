@@ -198,6 +198,13 @@ class MusicModel(Model):
                 raise ModelError(f"the {KIND} step model {self.info['files']['step']['file']} "
                                  f"has inputs {names}; expected token, context, state: "
                                  f"re-export {KIND}")
+            vocab = self.json("vocab")
+            want = {"pitch_low": V.PITCH_LOW, "pitch_high": V.PITCH_HIGH,
+                    "durations": list(V.DURATIONS), "n_context": V.N_CONTEXT,
+                    "n_token": V.N_TOKEN}
+            if any(vocab.get(k) != v for k, v in want.items()):
+                raise ModelError(f"the {KIND} vocabulary {self.info['files']['vocab']['file']} "
+                                 f"does not match this runtime's ({want}): re-export {KIND}")
             hidden = int(sess.get_inputs()[2].shape[1])
             buf_t = np.zeros(1, np.int64)
             buf_c = np.zeros(1, np.int64)

@@ -1,0 +1,53 @@
+"""Release gates of the shipped music model: the metrics its evaluation stored in the manifest
+(``python -m trainer eval music``) meet the melody issue's targets. They read numbers, so they can
+only fail after a re-export or re-evaluation; the behaviour tests are in tests/test_music.py."""
+import pytest
+
+import runtime
+
+
+@pytest.fixture(scope="module")
+def metrics(exported_dir):
+    if "music" not in runtime.available(exported_dir):
+        pytest.skip("no shipped music model")
+    found = runtime.info("music", exported_dir)["metrics"]
+    assert found.get("rl"), "music metrics missing from the manifest: python -m trainer eval music"
+    return found
+
+
+def test_release_gate_evaluated_on_enough_held_out_tunes(metrics):
+    assert metrics["held_out_reference"]["melodies"] >= 100
+    assert metrics["rl"]["melodies"] >= 300
+
+
+def test_release_gate_intervals_close_to_held_out_folk(metrics):
+    assert metrics["rl"]["interval_tv"] <= 0.15
+
+
+def test_release_gate_rhythm(metrics):
+    assert metrics["rl"]["two_durations_pct"] >= 90.0
+    assert metrics["rl"]["unique_rhythm_pct"] >= 50.0
+
+
+def test_release_gate_variety(metrics):
+    assert metrics["rl"]["near_copy_pct"] <= 5.0
+    assert metrics["rl"]["distinct_4gram_pct"] >= 15.0
+
+
+def test_release_gate_key_and_ending(metrics):
+    assert metrics["rl"]["in_key_pct"] >= 95.0
+    assert metrics["rl"]["end_tonic_pct"] >= 90.0
+
+
+def test_release_gate_two_sample_auc(metrics):
+    assert metrics["rl"]["two_sample_auc"] <= 0.80
+
+
+def test_release_gate_rl_matters_and_keeps_likelihood(metrics):
+    assert metrics["rl"]["theory_reward_in_reward"] > metrics["prior"]["theory_reward_in_reward"]
+    assert metrics["rl_loglik_loss_pct"] <= 10.0
+
+
+def test_release_gate_beats_markov_chain_on_held_out_likelihood(metrics):
+    nll = metrics["heldout_nats_per_event"]
+    assert nll["rl"] < nll["markov"] < nll["uniform"]
