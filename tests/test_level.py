@@ -256,5 +256,6 @@ def test_quick_profile_trains_exports_evaluates_and_generates(tmp_path):
 
     onnx_file = out / read_manifest(out)["models"]["level"]["files"]["q"]["file"]
     onnx_file.write_bytes(onnx_file.read_bytes()[:-10])
+    runtime.release()                            # generate() keeps models loaded
     with pytest.raises(runtime.ModelError, match=onnx_file.name):
         runtime.generate("level", seed=3, models_dir=out)
