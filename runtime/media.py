@@ -114,7 +114,10 @@ def write_sample(kind: str, result, path: Path, options: dict) -> str:
         return (f"{result.shape[0]} frames of {result.shape[1]}x{result.shape[2]}; one frame in "
                 f"{every}:\n{ascii_strip(result[::every], step=3)}")
     if kind == "level":
-        path.write_text("\n".join(result) + "\n", encoding="utf-8")
+        if path.suffix.lower() == ".png":
+            write_level_png(path, list(result))
+        else:
+            path.write_text("\n".join(result) + "\n", encoding="utf-8")
         return "\n".join(result)
     if kind == "music":
         write_midi(path, result)
