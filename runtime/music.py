@@ -14,7 +14,8 @@ with music-theory rewards, KL-anchored to that prior; see ``docs/kinds/music.md`
 state)``. The first token says the style, metre and mode; every later token is the event just
 played (pitch-or-rest x duration, ``runtime.music_vocab``); the context says where the next
 event starts (position in the bar, bar within the 4-bar phrase, bars to the end). Events whose
-duration would overrun the last bar are masked, as are a rest first, last or after a rest.
+duration would overrun the last bar are masked, as are a rest first, last or after a rest, and
+(``end_on_tonic=True``, the default) a final note that is not the tonic.
 The event is drawn from ``softmax(logits / temperature)`` restricted to the smallest set of
 events holding ``top_p`` of the probability (one uniform number per event from the seeded
 generator). Melodies are made in C major or A minor and transposed to ``key``: up to a
@@ -50,6 +51,8 @@ OPTIONS = Options(
            lo=0.05, hi=3.0),
     Option("top_p", 0.95, "float", "nucleus sampling: keep the smallest set of events with "
            "this much probability", lo=0.05, hi=1.0),
+    Option("end_on_tonic", True, "bool", "the last note is the key's tonic (a cadence rule "
+           "applied when sampling; False lets the model choose)"),
 )
 
 
@@ -121,14 +124,20 @@ class Melody:
                 f"{self.score()}")
 
 
-def _allowed(remaining: int, first: bool, last_rest: bool) -> np.ndarray:
-    """Indices of the events that may come next (see the module docstring)."""
+def _allowed(remaining: int, first: bool, last_rest: bool, final_tonic: int = -1) -> np.ndarray:
+    """Indices of the events that may come next (see the module docstring); ``final_tonic``
+    (a pitch class, -1: free) is the only pitch class the final note may have."""
     d_ok = np.array([d <= remaining for d in V.DURATIONS])
     mask = np.tile(d_ok, V.N_PITCH + 1)
     if first or last_rest:
         mask[V.REST * V.N_DUR:] = False
     elif remaining in V.DURATIONS:             # a rest may not end the melody
         mask[V.REST * V.N_DUR + V.DURATIONS.index(remaining)] = False
+    if final_tonic >= 0 and remaining in V.DURATIONS:
+        di = V.DURATIONS.index(remaining)
+        for p in range(V.N_PITCH):
+            if (V.PITCH_LOW + p) % 12 != final_tonic:
+                mask[p * V.N_DUR + di] = False
     idx = np.flatnonzero(mask)
     idx.flags.writeable = False
     return idx
@@ -137,9 +146,9 @@ def _allowed(remaining: int, first: bool, last_rest: bool) -> np.ndarray:
 _ALLOWED: dict = {}
 
 
-def allowed(remaining: int, first: bool, last_rest: bool) -> np.ndarray:
+def allowed(remaining: int, first: bool, last_rest: bool, final_tonic: int = -1) -> np.ndarray:
     """Cached ``_allowed`` (remaining sixteenths beyond 16 allow every duration)."""
-    key = (min(remaining, 16), first, last_rest)
+    key = (min(remaining, 17), first, last_rest, final_tonic)
     idx = _ALLOWED.get(key)
     if idx is None:
         idx = _ALLOWED[key] = _allowed(*key)
@@ -164,9 +173,11 @@ def pick(logits: np.ndarray, idx: np.ndarray, u: float, temperature: float,
 
 
 def sample_events(step, hidden: int, *, bars: int, meter: str, style: str, minor: bool,
-                  rng: np.random.Generator, temperature: float = 1.0, top_p: float = 0.95):
+                  rng: np.random.Generator, temperature: float = 1.0, top_p: float = 0.95,
+                  end_on_tonic: bool = True):
     """Sample one melody in C major / A minor with ``step(token, context, state) -> (logits,
     state)`` (batch of one); returns (notes, tokens)."""
+    final_tonic = (9 if minor else 0) if end_on_tonic else -1
     bar_len = V.METERS[meter]
     total = bars * bar_len
     token = V.N_EVENT + V.bos_index(style, meter, minor)
@@ -175,7 +186,7 @@ def sample_events(step, hidden: int, *, bars: int, meter: str, style: str, minor
     while onset < total:
         ctx = V.context_at(onset, bar_len, 0, total)
         logits, state = step(token, ctx, state)
-        idx = allowed(total - onset, not notes, last_rest)
+        idx = allowed(total - onset, not notes, last_rest, final_tonic)
         token = pick(logits.reshape(-1), idx, rng.random(), temperature, top_p)
         pi, di = V.split_token(token)
         d = V.DURATIONS[di]
@@ -218,11 +229,12 @@ class MusicModel(Model):
             return step, hidden
         return self.cached("step_fn", build)
 
-    def _generate(self, rng, *, bars, key, meter, style, temperature, top_p):
+    def _generate(self, rng, *, bars, key, meter, style, temperature, top_p, end_on_tonic):
         tonic, minor = parse_key(key)
         step, hidden = self._step_fn()
         notes, tokens = sample_events(step, hidden, bars=bars, meter=meter, style=style,
-                                      minor=minor, rng=rng, temperature=temperature, top_p=top_p)
+                                      minor=minor, rng=rng, temperature=temperature, top_p=top_p,
+                                      end_on_tonic=end_on_tonic)
         shift = key_shift(key)
         notes = [(None if p is None else p + shift, d) for p, d in notes]
         return Melody(notes=notes, key=key, bars=bars, meter=meter, style=style, tokens=tokens)

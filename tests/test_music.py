@@ -56,12 +56,16 @@ def fake_step(token, context, state):
 
 
 @pytest.mark.parametrize("meter,bars", [("4/4", 8), ("3/4", 5), ("6/8", 3), ("2/4", 1)])
-def test_sampler_fills_exactly_the_bars(meter, bars):
+@pytest.mark.parametrize("minor", [False, True])
+def test_sampler_fills_exactly_the_bars_and_ends_on_the_tonic(meter, bars, minor):
     notes, tokens = rt.sample_events(fake_step, 4, bars=bars, meter=meter, style="folk",
-                                     minor=False, rng=np.random.default_rng(0))
+                                     minor=minor, rng=np.random.default_rng(0))
     assert sum(d for _, d in notes) == bars * V.METERS[meter]
-    assert notes[0][0] is not None and notes[-1][0] is not None
+    assert notes[0][0] is not None and notes[-1][0] % 12 == (9 if minor else 0)
     assert len(tokens) == len(notes)
+    free, _ = rt.sample_events(fake_step, 4, bars=2, meter="4/4", style="folk",
+                               minor=True, rng=np.random.default_rng(0), end_on_tonic=False)
+    assert free[-1][0] in (72, 79)                 # the stand-in's own choice, not A
 
 
 def test_keys_transpose_and_scales():
@@ -179,7 +183,8 @@ def test_shipped_melodies_are_tunes(shipped):
 @pytest.mark.parametrize("opts,name", [({"bars": 0}, "bars"), ({"bars": "8"}, "bars"),
                                        ({"key": "H"}, "key"), ({"meter": "5/4"}, "meter"),
                                        ({"temperature": 0}, "temperature"),
-                                       ({"style": "jazz"}, "style"), ({"tempo": 1}, "tempo")])
+                                       ({"style": "jazz"}, "style"), ({"tempo": 1}, "tempo"),
+                                       ({"end_on_tonic": "yes"}, "end_on_tonic")])
 def test_bad_options_name_the_option(shipped, opts, name):
     with pytest.raises(ValueError, match=name):
         runtime.generate("music", seed=0, **opts)

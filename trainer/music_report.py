@@ -106,6 +106,22 @@ def _shipped(models_dir, settings, bars) -> tuple[list[dict], dict]:
     return out, {"p50_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90))}
 
 
+def _free_endings(models_dir, prior_step, cfg, settings) -> dict:
+    """Ends on the tonic with ``end_on_tonic=False`` (the model's own choice), RL and prior."""
+    model = rt.MusicModel(models_dir)
+    rl = [model.generate(seed=i, bars=cfg.eval_bars, meter=m, key="Am" if mi else "C",
+                         end_on_tonic=False).pitches[-1] % 12 == (9 if mi else 0)
+          for i, (m, mi) in enumerate(settings)]
+    model.close()
+    prior = [[p for p, _ in rt.sample_events(prior_step, cfg.hidden, bars=cfg.eval_bars, meter=m,
+                                             style="folk", minor=mi,
+                                             rng=np.random.default_rng(i),
+                                             end_on_tonic=False)[0] if p is not None][-1] % 12
+             == (9 if mi else 0) for i, (m, mi) in enumerate(settings)]
+    return {"rl": 100.0 * float(np.mean(rl)), "prior": 100.0 * float(np.mean(prior)),
+            "melodies": len(settings)}
+
+
 def training_copy_pct(mels, train_recs, bars: int, frac: float = 0.25) -> float:
     """Melodies within ``frac`` of the grid of a training tune's first ``bars`` full bars."""
     refs: dict = {}
@@ -171,6 +187,8 @@ def evaluate(cfg, work_dir: Path, models_dir: Path) -> dict:
            "rl": heldout_nll(policy, held_seqs, cfg.max_len),
            "markov": markov.nll(held_folk), "uniform": float(np.log(V.N_EVENT))}
     metrics["heldout_nats_per_event"] = nll
+    metrics["end_tonic_pct_without_the_rule"] = _free_endings(models_dir, prior_step, cfg,
+                                                              settings[:200])
     metrics["rl_loglik_loss_pct"] = 100.0 * (nll["rl"] - nll["prior"]) / nll["prior"]
     metrics["generation_8_bars"] = latency
     metrics["targets"] = _targets(metrics)
