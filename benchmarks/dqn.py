@@ -105,7 +105,7 @@ def latency(calls: int) -> dict:
     t0 = time.perf_counter()
     runtime.generate("recommend", history=[], k=5, seed=0, models_dir=models)
     cold = time.perf_counter() - t0
-    n = len(runtime.registry.load_json("recommend", "catalogue", models)["items"])
+    n = len(runtime.registry.read_json("recommend", "catalogue", models)["items"])
     times = []
     for i in range(calls):
         hist = rng.choice(n, int(rng.integers(0, 30)), replace=False).tolist()

@@ -64,11 +64,7 @@ def _check_kind(kind, models_dir) -> None:
 def model_class(kind: str) -> type[Model]:
     """The ``Model`` subclass of ``kind`` (its module is imported on first use)."""
     _check_kind(kind, None)
-    module = importlib.import_module(KINDS[kind])
-    if not hasattr(module, "MODEL"):                  # transitional: a kind not yet ported
-        from runtime.model import legacy_model
-        module.MODEL = legacy_model(kind, module)
-    return module.MODEL
+    return importlib.import_module(KINDS[kind]).MODEL
 
 
 def load(kind: str, *, precision: str = "fp32", models_dir=None, session_factory=None) -> Model:

@@ -126,7 +126,10 @@ class _Rule:
 
     def log_ratio(self, x: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """s(x) ~ log p_data(x | y) / p_g(x | y), float64 [N]."""
-        z = (x.reshape(len(x), -1).astype(np.float64) - self.mean) @ self.components.T
+        # einsum's own loop, not BLAS: OpenBLAS aborts the process (uncatchable) when it
+        # cannot allocate its work buffer under a memory limit
+        z = np.einsum("nd,kd->nk", x.reshape(len(x), -1).astype(np.float64) - self.mean,
+                      self.components)
         return (np.einsum("ni,nij,nj->n", z, self.quad[labels], z)
                 + np.einsum("ni,ni->n", z, self.lin[labels]) + self.const[labels])
 

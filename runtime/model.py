@@ -23,7 +23,7 @@ import numpy as np
 
 from runtime import options as _check
 from runtime import registry
-from runtime.errors import ModelError
+from runtime.errors import ModelError, out_of_memory
 
 PRECISIONS = ("fp32", "int8")
 _TYPES = ("int", "float", "bool", "str", "choice", "str_list", "int_list", "object")
@@ -183,7 +183,12 @@ class Model:
         """One sample; same options and ``seed`` give the same result (``None``: fresh)."""
         seed = _check.check_seed(seed)
         opts = self.options.resolve(self.kind, options)
-        return self._generate(np.random.default_rng(seed), **opts)
+        try:
+            return self._generate(np.random.default_rng(seed), **opts)
+        except MemoryError:
+            files = ", ".join(f["file"] for f in self.info.get("files", {}).values()
+                              if not f.get("optional"))
+            raise out_of_memory(f"{self.models_dir} ({files})", "generating from") from None
 
     def _generate(self, rng: np.random.Generator, **options):
         raise NotImplementedError
@@ -246,16 +251,3 @@ class Model:
         """``sess.run`` with onnxruntime failures turned into ModelError."""
         return registry.run(sess, feeds, outputs)
 
-
-def legacy_model(kind: str, module) -> type[Model]:
-    """Transitional wrapper of a kind module that still has ``generate(rng=, ...)``."""
-    opts = Options(*(Option(k, v, "object", "") for k, v in module.OPTIONS.items()))
-
-    class LegacyModel(Model):
-        options = opts
-
-        def _generate(self, rng, **kw):
-            return module.generate(rng=rng, models_dir=self.models_dir,
-                                   precision=self.precision, **kw)
-    LegacyModel.kind = kind
-    return LegacyModel

@@ -335,24 +335,3 @@ def clear_cache() -> None:
     """Forget the parsed manifests (models drop their sessions when the manifest changes)."""
     with _lock:
         _manifests.clear()
-        _legacy.clear()
-
-
-# --- transitional: the kinds not yet ported to runtime.model call these; removed once all are.
-_legacy: dict = {}
-
-
-def session(kind: str, role: str, models_dir=None, precision: str = "fp32"):
-    root = resolve(models_dir)
-    key = ("s", root, kind, role, precision, id(manifest(root)), settings())
-    if key not in _legacy:
-        _legacy[key] = load_session(kind, role, root, precision)
-    return _legacy[key]
-
-
-def load_json(kind: str, role: str, models_dir=None):
-    root = resolve(models_dir)
-    key = ("j", root, kind, role, id(manifest(root)))
-    if key not in _legacy:
-        _legacy[key] = read_json(kind, role, root)
-    return _legacy[key]

@@ -273,30 +273,8 @@ def _atomic_json(path: Path, obj) -> None:
     os.replace(tmp, path)
 
 
-def train_dqn(make_env: Callable[[int], object], cfg: DQNConfig, work_dir: Path, *, strategy=None,
-              action_mask_fn=None, progress_desc: str = "dqn", q_network_fn=None,
-              env_action_fn=None):
-    """Train a Q-network on ``cfg.num_envs`` envs from ``make_env(i)``. -> (q_network, history).
-
-    ``q_network_fn(obs_dim, n_actions, name) -> keras.Model`` replaces the default MLP
-    (``make_q_network(obs_dim, n_actions, cfg.hidden, name)``), e.g. for a network that uses
-    action features; it is called twice (online and target network) inside ``strategy.scope()``.
-    ``env_action_fn(actions [B], q_values [B, A], mask [B, A] | None) -> list`` maps the chosen
-    actions to what ``env.step`` receives (default: the action itself), e.g. a recommendation
-    slate built around the action from the same batch of Q-values; the replay buffer stores the
-    chosen action.
-
-    history: ``episode_returns``, ``episode_lengths``, ``episode_end_steps`` (transition count at
-    each episode end), ``losses`` (one per gradient step), ``steps_per_second`` (transitions/s of
-    this run, learning included), ``steps`` (transitions done in total)."""
-    from trainer.common import Checkpointer, Progress, is_chief
-
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    strategy = strategy or tf.distribute.get_strategy()
-    keras.utils.set_random_seed(cfg.seed)
-    envs = [make_env(i) for i in range(cfg.num_envs)]
-    obs_dim, n_actions = _space_dims(envs[0])
+def _build_networks(cfg, strategy, obs_dim: int, n_actions: int, q_network_fn):
+    """Online and target Q-networks, the optimizer and the epsilon variable, in the scope."""
     with strategy.scope():
         build = q_network_fn or (lambda d, n, name: make_q_network(d, n, cfg.hidden, name=name))
         q = build(obs_dim, n_actions, "q")
@@ -304,16 +282,92 @@ def train_dqn(make_env: Callable[[int], object], cfg: DQNConfig, work_dir: Path,
         target.set_weights(q.get_weights())
         optimizer = keras.optimizers.Adam(cfg.learning_rate)
         optimizer.build(q.trainable_variables)
-        epsilon_var = tf.Variable(cfg.start_epsilon, dtype=tf.float32, trainable=False, name="epsilon")
+        epsilon_var = tf.Variable(cfg.start_epsilon, dtype=tf.float32, trainable=False,
+                                  name="epsilon")
+    return q, target, optimizer, epsilon_var
+
+
+def _resume(rb, history: dict, work_dir: Path, hist_path: Path) -> None:
+    rb.load(work_dir / "replay.npz")
+    if hist_path.exists():
+        history.update(json.loads(hist_path.read_text()))
+
+
+def _step_envs(envs, obs, actions, env_actions, nstep, ep_ret, ep_len, history, step):
+    """One step of every env: (next observations, finished n-step transitions)."""
+    next_obs = np.empty_like(obs)
+    done_steps = []
+    for i, env in enumerate(envs):
+        o, r, term, trunc, _ = env.step(env_actions[i])
+        next_obs[i] = o
+        done_steps += nstep.push(i, obs[i], actions[i], r, next_obs[i].copy(), term, term or trunc)
+        ep_ret[i] += r
+        ep_len[i] += 1
+        if term or trunc:
+            history["episode_returns"].append(float(ep_ret[i]))
+            history["episode_lengths"].append(int(ep_len[i]))
+            history["episode_end_steps"].append(int(step + i + 1))
+            ep_ret[i], ep_len[i] = 0.0, 0
+            next_obs[i] = env.reset()[0]
+    return next_obs, done_steps
+
+
+def _learn_once(rb, cfg, rng, step, train_step, action_mask_fn, all_true):
+    """One gradient step on a replay sample; returns the loss tensor."""
+    beta = cfg.per_beta0 + (1.0 - cfg.per_beta0) * min(1.0, step / cfg.total_steps)
+    o, a, r, o2, d, w, idx = rb.sample(cfg.batch_size, rng, beta)
+    m2 = action_mask_fn(o2) if action_mask_fn is not None else all_true
+    disc = (cfg.gamma ** rb.nsteps[idx] * (1.0 - d)).astype(np.float32)
+    loss, td = train_step(o, a, r, o2, disc, w, m2)
+    if cfg.prioritized:
+        rb.update_priorities(idx, td.numpy())
+    return loss
+
+
+def _report(bar, history: dict, pending_losses: list, cfg, vec_step: int, eps: float) -> None:
+    history["losses"].extend(float(x) for x in pending_losses)
+    rets = history["episode_returns"][-100:]
+    bar.update(50 * cfg.num_envs if vec_step % 50 == 0 else (vec_step % 50) * cfg.num_envs,
+               episodes=len(history["episode_returns"]),
+               mean_return=float(np.mean(rets)) if rets else 0.0, epsilon=eps)
+
+
+def _save(ckpt, rb, history: dict, work_dir: Path, hist_path: Path, step: int, chief: bool):
+    """Checkpoint the networks; the chief also keeps the replay buffer and the history."""
+    if chief:
+        rb.save(work_dir / "replay.npz")
+        _atomic_json(hist_path, history)
+    ckpt.save(step)
+
+
+def train_dqn(make_env: Callable[[int], object], cfg: DQNConfig, work_dir: Path, *, strategy=None,
+              action_mask_fn=None, progress_desc: str = "dqn", q_network_fn=None,
+              env_action_fn=None):
+    """Train a Q-network on ``cfg.num_envs`` envs from ``make_env(i)``. -> (q_network, history).
+
+    ``q_network_fn(obs_dim, n_actions, name) -> keras.Model`` replaces the default MLP (called
+    for the online and the target network inside ``strategy.scope()``).
+    ``env_action_fn(actions [B], q_values [B, A], mask [B, A] | None) -> list`` maps the chosen
+    actions to what ``env.step`` receives (e.g. a slate around the action); replay stores actions.
+
+    history: ``episode_returns``, ``episode_lengths``, ``episode_end_steps``, ``losses``,
+    ``steps_per_second`` (this run, learning included), ``steps`` (transitions in total)."""
+    from trainer.common import Checkpointer, Progress, is_chief
+
+    work_dir, strategy = Path(work_dir), strategy or tf.distribute.get_strategy()
+    keras.utils.set_random_seed(cfg.seed)
+    envs = [make_env(i) for i in range(cfg.num_envs)]
+    obs_dim, n_actions = _space_dims(envs[0])
+    work_dir.mkdir(parents=True, exist_ok=True)
+    q, target, optimizer, epsilon_var = _build_networks(cfg, strategy, obs_dim, n_actions,
+                                                        q_network_fn)
     ckpt = Checkpointer(work_dir, max_to_keep=2, strategy=strategy, q=q, target=target, optimizer=optimizer, epsilon=epsilon_var)
     start = int(ckpt.restore())
     rb = ReplayBuffer(cfg.buffer_size, obs_dim, cfg.prioritized, cfg.per_alpha)
     hist_path = work_dir / "dqn_history.json"
-    history = {"episode_returns": [], "episode_lengths": [], "episode_end_steps": [], "losses": []}
+    history = {k: [] for k in ("episode_returns", "episode_lengths", "episode_end_steps", "losses")}
     if start > 0:
-        rb.load(work_dir / "replay.npz")
-        if hist_path.exists():
-            history.update(json.loads(hist_path.read_text()))
+        _resume(rb, history, work_dir, hist_path)
     rng = np.random.default_rng([cfg.seed, start])
     train_step, update_target = _build_train_step(q, target, optimizer, cfg, strategy, n_actions)
     forward = tf.function(lambda x: q(x, training=False),
@@ -335,20 +389,8 @@ def train_dqn(make_env: Callable[[int], object], cfg: DQNConfig, work_dir: Path,
             q_batch = forward(obs).numpy()
             actions = epsilon_greedy(q_batch, eps, rng, mask)
             env_actions = env_action_fn(actions, q_batch, mask) if env_action_fn else actions.tolist()
-            next_obs = np.empty_like(obs)
-            done_steps = []
-            for i, env in enumerate(envs):
-                o, r, term, trunc, _ = env.step(env_actions[i])
-                next_obs[i] = o
-                done_steps += nstep.push(i, obs[i], actions[i], r, next_obs[i].copy(), term, term or trunc)
-                ep_ret[i] += r
-                ep_len[i] += 1
-                if term or trunc:
-                    history["episode_returns"].append(float(ep_ret[i]))
-                    history["episode_lengths"].append(int(ep_len[i]))
-                    history["episode_end_steps"].append(int(step + i + 1))
-                    ep_ret[i], ep_len[i] = 0.0, 0
-                    next_obs[i] = env.reset()[0]
+            next_obs, done_steps = _step_envs(envs, obs, actions, env_actions, nstep, ep_ret,
+                                              ep_len, history, step)
             if done_steps:
                 o_, a_, r_, o2_, d_, m_ = (np.asarray(x) for x in zip(*done_steps))
                 rb.add_batch(o_, a_, r_, o2_, d_, m_)
@@ -357,13 +399,8 @@ def train_dqn(make_env: Callable[[int], object], cfg: DQNConfig, work_dir: Path,
             vec_step += 1
             # --- learn ---------------------------------------------------------------------
             if step >= cfg.learning_starts and len(rb) >= cfg.batch_size and vec_step % cfg.train_every == 0:
-                beta = cfg.per_beta0 + (1.0 - cfg.per_beta0) * min(1.0, step / cfg.total_steps)
-                o, a, r, o2, d, w, idx = rb.sample(cfg.batch_size, rng, beta)
-                m2 = action_mask_fn(o2) if action_mask_fn is not None else all_true
-                disc = (cfg.gamma ** rb.nsteps[idx] * (1.0 - d)).astype(np.float32)
-                loss, td = train_step(o, a, r, o2, disc, w, m2)
-                rb.update_priorities(idx, td.numpy()) if cfg.prioritized else None
-                pending_losses.append(loss)
+                pending_losses.append(_learn_once(rb, cfg, rng, step, train_step, action_mask_fn,
+                                                  all_true))
                 grad_steps += 1
                 if cfg.tau < 1.0:
                     update_target(tf.constant(cfg.tau, tf.float32))
@@ -371,22 +408,14 @@ def train_dqn(make_env: Callable[[int], object], cfg: DQNConfig, work_dir: Path,
                     update_target(tf.constant(1.0, tf.float32))
             # --- report / checkpoint -------------------------------------------------------------
             if vec_step % 50 == 0 or step >= cfg.total_steps:
-                history["losses"].extend(float(x) for x in pending_losses)
+                _report(bar, history, pending_losses, cfg, vec_step, eps)
                 pending_losses = []
-                rets = history["episode_returns"][-100:]
-                bar.update(50 * cfg.num_envs if vec_step % 50 == 0 else (vec_step % 50) * cfg.num_envs,
-                           episodes=len(history["episode_returns"]),
-                           mean_return=float(np.mean(rets)) if rets else 0.0, epsilon=eps)
             if step - last_ckpt >= cfg.checkpoint_every or step >= cfg.total_steps:
                 history["losses"].extend(float(x) for x in pending_losses)
-                pending_losses = []
                 epsilon_var.assign(linear_epsilon(cfg, step))
-                if chief:
-                    rb.save(work_dir / "replay.npz")
-                    _atomic_json(hist_path, history)
-                ckpt.save(step)
-                last_ckpt = step
+                _save(ckpt, rb, history, work_dir, hist_path, step, chief)
+                pending_losses, last_ckpt = [], step
     elapsed = time.perf_counter() - t0
     history["steps"] = int(step)
-    history["steps_per_second"] = float((step - start) / elapsed) if step > start and elapsed > 0 else 0.0
+    history["steps_per_second"] = (step - start) / elapsed if step > start and elapsed else 0.0
     return q, history
