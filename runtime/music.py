@@ -217,13 +217,10 @@ class MusicModel(Model):
                 raise ModelError(f"the {KIND} vocabulary {self.info['files']['vocab']['file']} "
                                  f"does not match this runtime's ({want}): re-export {KIND}")
             hidden = int(sess.get_inputs()[2].shape[1])
-            buf_t = np.zeros(1, np.int64)
-            buf_c = np.zeros(1, np.int64)
 
-            def step(token, context, state):
-                buf_t[0] = token
-                buf_c[0] = context
-                logits, new_state = self.run(sess, {"token": buf_t, "context": buf_c,
+            def step(token, context, state):      # fresh feeds: models are shared by threads
+                logits, new_state = self.run(sess, {"token": np.array([token], np.int64),
+                                                    "context": np.array([context], np.int64),
                                                     "state": state})
                 return logits, new_state
             return step, hidden
