@@ -68,10 +68,11 @@ def test_two_workers_over_loopback_end_with_identical_weights(tmp_path):
     procs = []
     for index in range(2):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
-        procs.append(_trainer(["train", KIND, "--profile", "quick", "--strategy", "multiworker",
+        # text trains on one device (TBPTT streams); the GAN runs distributed
+        procs.append(_trainer(["train", "image", "--profile", "quick", "--strategy", "multiworker",
                                "--work", str(tmp_path / "work"), "--out", str(tmp_path / "out"),
-                               "--set", "mle_steps=20", "--set", "ckpt_every=10",
-                               "--set", "rl_steps=2"],
+                               "--set", "steps=20", "--set", "calib_steps=4",
+                               "--set", "ckpt_every=10"],
                               env={"TF_CONFIG": tf_config, "CUDA_VISIBLE_DEVICES": ""}))
     t0 = time.time()
     outputs = [p.communicate(timeout=600) for p in procs]
@@ -80,7 +81,7 @@ def test_two_workers_over_loopback_end_with_identical_weights(tmp_path):
     print(f"two-worker quick run: {time.time() - t0:.1f}s")
     chief_log = outputs[0][1]
     assert "2 replica(s) in sync" in chief_log, chief_log[-2000:]   # both workers joined
-    run_dir = tmp_path / "work" / KIND / "quick"
+    run_dir = tmp_path / "work" / "image" / "quick"
     chief = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run_dir / "checkpoints")))
     other = tf.train.load_checkpoint(
         tf.train.latest_checkpoint(str(run_dir / "checkpoints-worker-1")))
