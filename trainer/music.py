@@ -55,16 +55,16 @@ class Config:
     epochs: int = 12
     lr: float = 3e-3
     # RL tuning
-    rl_updates: int = 200
+    rl_updates: int = 150
     rl_batch: int = 48
     rl_lr: float = 3e-4
-    kl_coef: float = 0.08
+    kl_coef: float = 0.25
     rl_checkpoint: int = 50
     # reward weights (trainer.music_rewards)
     w_out_of_key: float = -1.0
-    w_end_tonic: float = 2.0
-    w_end_long: float = 1.0
-    w_cadence: float = 0.5
+    w_end_tonic: float = 4.0
+    w_end_long: float = 0.5
+    w_cadence: float = 0.3
     w_repeat: float = -1.0
     w_leap: float = -0.7
     w_trill: float = -0.7
