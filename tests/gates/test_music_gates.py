@@ -29,13 +29,11 @@ def test_release_gate_rhythm(metrics):
     assert metrics["rl"]["unique_rhythm_pct"] >= 50.0
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped music model does not meet this target yet (see docs/kinds/music.md)")
 def test_release_gate_variety(metrics):
     assert metrics["rl"]["near_copy_pct"] <= 5.0
     assert metrics["rl"]["distinct_4gram_pct"] >= 15.0
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped music model does not meet this target yet (see docs/kinds/music.md)")
 def test_release_gate_key_and_ending(metrics):
     assert metrics["rl"]["in_key_pct"] >= 95.0
     assert metrics["rl"]["end_tonic_pct"] >= 90.0
