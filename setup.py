@@ -5,7 +5,8 @@
 ``runtime/exported/``, chosen from ``exported/manifest.json``:
 
 - files marked ``optional`` in the manifest (the image discriminator, never read by the
-  runtime) stay out;
+  runtime) stay out, and so do files marked ``checkout_only`` (the text kind's fp32 model:
+  its int8 model is the default and reads as well, at a quarter of the size);
 - each ONNX model ships in ORT format (``exported/ort/*.ort``, made by ``python -m
   trainer.edge``; a full onnxruntime reads it like the ``.onnx``, a minimal build reads only
   it) with ``required_operators.config``; the wheel's manifest points at the ORT files.
@@ -65,7 +66,7 @@ def device_manifest(manifest: dict, model_format: str) -> tuple[dict, list[str],
     for kind, entry in out.get("models", {}).items():
         files = {}
         for role, fe in entry.get("files", {}).items():
-            if fe.get("optional"):
+            if fe.get("optional") or fe.get("checkout_only"):
                 continue
             conv = ort_files.get(fe["file"]) if fe["file"].endswith(".onnx") else None
             if model_format == "ort" and fe["file"].endswith(".onnx"):
@@ -129,7 +130,7 @@ class Sdist(sdist):
         names = {"manifest.json"}
         for entry in manifest.get("models", {}).values():
             names.update(f["file"] for f in entry.get("files", {}).values()
-                         if not f.get("optional"))
+                         if not f.get("optional") and not f.get("checkout_only"))
         ort = manifest.get("ort", {}) or {}
         names.update(f["file"] for f in ort.get("files", {}).values())
         if ort.get("required_operators"):

@@ -67,11 +67,12 @@ def model_class(kind: str) -> type[Model]:
     return importlib.import_module(KINDS[kind]).MODEL
 
 
-def load(kind: str, *, precision: str = "fp32", models_dir=None, session_factory=None) -> Model:
+def load(kind: str, *, precision: str = "auto", models_dir=None, session_factory=None) -> Model:
     """A model object for ``kind``: ``.generate(seed=, **options)``, ``.info``, ``.close()``.
 
-    The manifest entry is checked now (``ModelError`` if the kind has no model); sessions are
-    built on first use and kept until ``close()``."""
+    ``precision``: "auto" (the kind's default, from its manifest entry: int8 for text, fp32
+    for the others), "fp32" or "int8". The manifest entry is checked now (``ModelError`` if
+    the kind has no model); sessions are built on first use and kept until ``close()``."""
     _check_kind(kind, models_dir)
     return model_class(kind)(models_dir, precision, session_factory)
 
@@ -80,7 +81,7 @@ _loaded: dict[tuple, Model] = {}
 _loaded_lock = threading.Lock()
 
 
-def generate(kind: str, *, seed: int | None = None, models_dir=None, precision: str = "fp32",
+def generate(kind: str, *, seed: int | None = None, models_dir=None, precision: str = "auto",
              **options):
     """Generate one sample of ``kind`` with a process-wide model (see ``load``).
 

@@ -2,7 +2,7 @@
 
     python -m runtime list
     python -m runtime demo [--out DIR]
-    python -m runtime generate KIND [--seed N] [--out PATH] [--precision fp32|int8] [--OPTION VALUE ...]
+    python -m runtime generate KIND [--seed N] [--out PATH] [--precision auto|fp32|int8] [--OPTION VALUE ...]
 
 Each option value is read by the option's declared type: a string option (``--prompt 1984``)
 keeps the text as it is; numbers and booleans are read as JSON (``--k 5``, ``--stream true``);
@@ -212,7 +212,7 @@ def _parser() -> argparse.ArgumentParser:
     p_gen.add_argument("kind")
     p_gen.add_argument("--seed", type=int, default=None)
     p_gen.add_argument("--out", default=None, help="output file (default out/KIND.SUFFIX)")
-    p_gen.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
+    p_gen.add_argument("--precision", default="auto", choices=["auto", "fp32", "int8"])
     p_gen.add_argument("--models-dir", default=None)
     p_demo = sub.add_parser("demo", help="write one sample of every available kind")
     p_demo.add_argument("--out", default="out")

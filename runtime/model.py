@@ -25,7 +25,7 @@ from runtime import options as _check
 from runtime import registry
 from runtime.errors import ModelError, out_of_memory
 
-PRECISIONS = ("fp32", "int8")
+PRECISIONS = ("auto", "fp32", "int8")   # auto: the kind's default_precision (else fp32)
 _TYPES = ("int", "float", "bool", "str", "choice", "str_list", "int_list", "object")
 
 
@@ -152,18 +152,15 @@ class Model:
     kind: ClassVar[str] = ""
     options: ClassVar[Options] = Options()
 
-    def __init__(self, models_dir=None, precision: str = "fp32",
+    def __init__(self, models_dir=None, precision: str = "auto",
                  session_factory: SessionFactory | None = None):
         self.models_dir = registry.resolve(models_dir)
-        self.precision = _check.check_choice("precision", precision, PRECISIONS)
+        _check.check_choice("precision", precision, PRECISIONS)
         self._factory = session_factory
         self._lock = threading.RLock()
         self._cache: dict = {}
         self._state: tuple | None = None       # (manifest object, session settings) of the cache
-        files = self.info.get("files", {})     # ModelError now if the kind has no model
-        if precision == "int8" and not any(role.endswith("_int8") for role in files):
-            raise ValueError(f"precision='int8' is not available for {self.kind!r}: it ships "
-                             f"fp32 only")
+        self.precision = registry.resolve_precision(self.kind, precision, self.models_dir)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.kind} {self.precision} from {self.models_dir}>"

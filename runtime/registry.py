@@ -216,6 +216,30 @@ def read_verified(kind: str, role: str, models_dir=None, fe: dict | None = None)
     return data
 
 
+def resolve_precision(kind: str, precision: str, models_dir=None) -> str:
+    """``precision`` ("auto", "fp32" or "int8") as the concrete one ``kind`` can serve from
+    ``models_dir``: "auto" is the entry's ``default_precision`` (fp32 unless the trainer says
+    otherwise). ``ValueError`` if the folder lacks it (``ModelError`` if the kind has no model).
+
+    The device wheel leaves out files marked ``checkout_only`` (the text kind's fp32 model),
+    so there a kind can be int8 only."""
+    e = entry(kind, models_dir)
+    if precision == "auto":
+        precision = e.get("default_precision", "fp32")
+    if precision not in ("fp32", "int8"):
+        raise ValueError(f"precision must be one of auto, fp32, int8; got {precision!r}")
+    files = e.get("files", {})
+    int8 = [role for role in files if role.endswith("_int8")]
+    if precision == "int8" and not int8:
+        raise ValueError(f"precision='int8' is not available for {kind!r}: it ships fp32 only")
+    if precision == "fp32" and any(role[:-len("_int8")] not in files for role in int8):
+        raise ValueError(f"precision='fp32' is not available for {kind!r} in "
+                         f"{resolve(models_dir)}: this install ships its int8 model only (the "
+                         f"device wheel leaves the fp32 one out; a checkout's exported/ has "
+                         f"it); use precision='int8' or 'auto'")
+    return precision
+
+
 def _role_for(kind: str, role: str, precision: str, files: dict) -> str:
     if precision == "fp32":
         return role
@@ -254,6 +278,10 @@ def in_format(kind: str, fe: dict, root: Path, wanted: str | None) -> dict:
     if has == "ort":
         raise ModelError(f"{root} ships {kind}'s models in ORT format only ({fe['file']}); "
                          f"use model_format='ort' or 'auto' (RUNTIME_MODEL_FORMAT=ort)")
+    if fe.get("checkout_only"):
+        raise ModelError(f"{root / fe['file']} has no ORT-format file: it is a checkout-only "
+                         f"model (no device reads it); use model_format='onnx', or the "
+                         f"precision that {kind} ships for devices (precision='auto')")
     conv = (manifest(root).get("ort") or {}).get("files", {}).get(fe["file"])
     if not conv or conv.get("source_sha256") != fe.get("sha256"):
         raise ModelError(f"{root / fe['file']} has no current ORT-format file in "

@@ -43,7 +43,8 @@ def models_copy(tmp_path, exported_dir):
 def _onnx_files(manifest: dict) -> dict:
     return {f["file"]: (kind, role, f) for kind, e in manifest["models"].items()
             for role, f in e["files"].items()
-            if f["file"].endswith(".onnx") and not f.get("optional")}
+            if f["file"].endswith(".onnx") and not f.get("optional")
+            and not f.get("checkout_only")}
 
 
 def _feeds(sess, rng, n=8) -> dict:
@@ -112,6 +113,22 @@ def test_model_format_setting_reads_and_verifies_the_ort_files(models_copy):
     with pytest.raises(ModelError, match="no current ORT-format file") as err:
         registry.load_session(kind, role, models_copy)
     assert name in str(err.value) and "trainer.edge" in str(err.value)
+
+
+def test_checkout_only_models_have_no_ort_file_and_say_so(models_copy):
+    """A checkout-only model (text's fp32) gets no ORT file; asking for it in ORT format is a
+    ModelError naming the file and the way out, not 'run trainer.edge'."""
+    manifest = json.loads((models_copy / "manifest.json").read_text())
+    only = [(kind, role, f) for kind, e in manifest["models"].items()
+            for role, f in e["files"].items() if f.get("checkout_only")]
+    if not only:
+        pytest.skip("no checkout-only model")
+    kind, role, fe = only[0]
+    assert fe["file"] not in manifest["ort"]["files"]
+    runtime.configure(model_format="ort")
+    with pytest.raises(ModelError, match="checkout-only") as err:
+        registry.load_session(kind, role, models_copy, "fp32")
+    assert fe["file"] in str(err.value) and "trainer.edge" not in str(err.value)
 
 
 def test_out_of_memory_loading_or_running_names_the_file(models_copy, monkeypatch):

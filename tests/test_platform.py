@@ -184,6 +184,35 @@ def test_load_checks_kind_precision_and_models(tmp_path):
             runtime.load(k, precision="int8")
 
 
+def test_auto_precision_is_the_kinds_default_and_fp32_needs_its_file(tmp_path, exported_dir):
+    """precision="auto" picks the manifest entry's default_precision (fp32 where unset); an
+    install without the fp32 file (the device wheel leaves checkout-only files out) refuses
+    precision="fp32" with a ValueError that says what to use instead."""
+    for k in shipped_kinds():
+        want = runtime.info(k).get("default_precision", "fp32")
+        assert runtime.load(k).precision == want
+        assert runtime.load(k, precision="fp32").precision == "fp32"
+    kind = next((k for k in shipped_kinds()
+                 if any(r.endswith("_int8") for r in runtime.info(k)["files"])), None)
+    if kind is None:
+        pytest.skip("no kind ships an int8 model")
+    models = tmp_path / "models"
+    shutil.copytree(exported_dir, models, ignore=shutil.ignore_patterns(".manifest.lock"))
+    manifest = json.loads((models / "manifest.json").read_text())
+    files = manifest["models"][kind]["files"]
+    for role in [r for r in files if r + "_int8" in files]:
+        del files[role]                           # as the device wheel ships text
+    manifest["models"][kind]["default_precision"] = "int8"
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    registry.clear_cache()
+    try:
+        assert runtime.load(kind, models_dir=models).precision == "int8"
+        with pytest.raises(ValueError, match="precision='fp32' is not available.*'auto'"):
+            runtime.load(kind, models_dir=models, precision="fp32")
+    finally:
+        registry.clear_cache()
+
+
 def test_release_frees_the_generate_models(monkeypatch):
     kind = _first_kind()
     built = []

@@ -26,9 +26,10 @@ def options_reference() -> str:
 
     parts = [GENERATED, "# Options reference", "",
              "Every kind also takes `seed` (an integer >= 0, or `None` for fresh randomness); "
-             "`runtime.load` and `runtime.generate` take `precision` (`fp32`, or `int8` where "
-             "a kind ships int8 files) and `models_dir`. A wrong value raises `ValueError` "
-             "naming the option and what it accepts.", ""]
+             "`runtime.load` and `runtime.generate` take `precision` (`auto`, the default: "
+             "the kind's `default_precision` in the manifest, int8 for text and fp32 for the "
+             "others; `fp32`; or `int8` where a kind ships int8 files) and `models_dir`. A "
+             "wrong value raises `ValueError` naming the option and what it accepts.", ""]
     for kind in runtime.KINDS:
         cls = runtime.model_class(kind)
         result = getattr(cls, "result_doc", "")

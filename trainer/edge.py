@@ -4,7 +4,7 @@
     python -m trainer export KIND|all --ort          # the same step after an export
 
 :func:`export_ort` converts every ``.onnx`` file listed in the manifest (fp32 and int8; not the
-files marked ``optional``) with onnxruntime's own tool
+files marked ``optional`` or ``checkout_only``, which no device reads) with onnxruntime's own tool
 (``onnxruntime.tools.convert_onnx_models_to_ort``, ``Fixed`` optimization style, portable: no
 x86-only NCHWc layout, type reduction on) and leaves in ``<out>/ort/``:
 
@@ -63,10 +63,12 @@ def _record(path: Path, out_dir: Path) -> dict:
 
 
 def model_sources(manifest: dict) -> dict[str, str]:
-    """``{onnx file name: sha256}`` of every non-optional ONNX file the manifest lists."""
+    """``{onnx file name: sha256}`` of every ONNX file a device reads: not ``optional``
+    (never read by the runtime) nor ``checkout_only`` (left out of the device wheel)."""
     return {f["file"]: f["sha256"] for entry in manifest["models"].values()
             for f in entry["files"].values()
-            if f["file"].endswith(".onnx") and not f.get("optional")}
+            if f["file"].endswith(".onnx") and not f.get("optional")
+            and not f.get("checkout_only")}
 
 
 def stale(out_dir, manifest: dict | None = None) -> list[str]:

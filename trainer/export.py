@@ -319,8 +319,10 @@ def _remove_unreferenced(out_dir: Path, manifest: dict) -> None:
 
 
 def write_entry(out_dir, kind: str, files: dict, config: dict, metrics: dict | None = None,
-                notes: str = "") -> dict:
-    """Atomically add/replace the manifest entry of ``kind`` (all its files already written)."""
+                notes: str = "", default_precision: str | None = None) -> dict:
+    """Atomically add/replace the manifest entry of ``kind`` (all its files already written).
+
+    ``default_precision`` is what the runtime's ``precision="auto"`` picks (fp32 if unset)."""
     out_dir = Path(out_dir)
     for role, f in files.items():
         data = (out_dir / f["file"]).read_bytes()
@@ -339,6 +341,8 @@ def write_entry(out_dir, kind: str, files: dict, config: dict, metrics: dict | N
     }
     if notes:
         entry["notes"] = notes
+    if default_precision:
+        entry["default_precision"] = default_precision
     with _manifest_lock(out_dir):
         manifest = read_manifest(out_dir)
         manifest["models"][kind] = entry
