@@ -46,7 +46,7 @@ import numpy as np
 
 from runtime import media
 from runtime.errors import ModelError
-from runtime.model import Model, Option, Options
+from runtime.model import Model, Option, Options, TaggedArray
 
 KIND = "image"
 MAX_N = 1024
@@ -68,18 +68,12 @@ OPTIONS = Options(
 )
 
 
-class Images(np.ndarray):
+class Images(TaggedArray):
     """uint8 images ``(n, H, W)`` with ``.labels`` (int64 ``(n,)``, the digit of each image);
     a slice or a computed array is a plain view whose ``labels`` is None."""
+    tag = "labels"
     suffix = ".png"
-
-    def __new__(cls, pixels: np.ndarray, labels: np.ndarray):
-        obj = np.asarray(pixels, np.uint8).view(cls)
-        obj.labels = np.asarray(labels, np.int64)
-        return obj
-
-    def __array_finalize__(self, obj) -> None:
-        self.labels = None
+    labels: np.ndarray | None
 
     def save(self, path) -> str:
         """A PNG grid of the images; returns a summary with a text preview."""

@@ -248,3 +248,18 @@ class Model:
         """``sess.run`` with onnxruntime failures turned into ModelError."""
         return registry.run(sess, feeds, outputs)
 
+
+class TaggedArray(np.ndarray):
+    """Base of the array results (images, video): uint8 pixels carrying one int64 vector, the
+    attribute named by ``tag``; a slice or a computed array is a plain view whose tag is None.
+    A subclass sets ``tag``, ``suffix`` (the file type ``save`` writes) and ``save``."""
+    tag: ClassVar[str] = ""
+    suffix: ClassVar[str] = ""
+
+    def __new__(cls, pixels: np.ndarray, values: np.ndarray):
+        obj = np.asarray(pixels, np.uint8).view(cls)
+        setattr(obj, cls.tag, np.asarray(values, np.int64))
+        return obj
+
+    def __array_finalize__(self, obj) -> None:
+        setattr(self, self.tag, None)

@@ -42,7 +42,7 @@ import numpy as np
 from runtime import image as _image
 from runtime import media
 from runtime.errors import ModelError
-from runtime.model import Model, Option, Options
+from runtime.model import Model, Option, Options, TaggedArray
 
 KIND = "video"
 MAX_FRAMES = 256
@@ -55,18 +55,12 @@ OPTIONS = Options(
 )
 
 
-class Video(np.ndarray):
+class Video(TaggedArray):
     """uint8 frames ``(frames, H, W)`` with ``.digits`` (int64, the opening digits' classes);
     a slice or a computed array is a plain view whose ``digits`` is None."""
+    tag = "digits"
     suffix = ".gif"
-
-    def __new__(cls, frames: np.ndarray, digits: np.ndarray):
-        obj = np.asarray(frames, np.uint8).view(cls)
-        obj.digits = np.asarray(digits, np.int64)
-        return obj
-
-    def __array_finalize__(self, obj) -> None:
-        self.digits = None
+    digits: np.ndarray | None
 
     def save(self, path) -> str:
         """An animated GIF; returns a summary with a strip of frames as text."""
