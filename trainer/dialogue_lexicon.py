@@ -2,6 +2,9 @@
 lexicon of the runtime's understanding (``runtime.dialogue_understanding``)."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 
 ONTOLOGY = {
@@ -13,38 +16,11 @@ ONTOLOGY = {
 HOURS = [["12:00", "14:30"], ["17:30", "21:30"]]
 MAX_PEOPLE = (6, 8, 10)
 
-_NAMES = {
-    "italian": ["Trattoria Bella", "Pizzeria Napoli", "Da Mario", "Osteria Verde", "La Luna",
-                "Casa Toscana", "Il Forno", "Pasta Fresca", "Villa Roma", "Bottega Rossa",
-                "Piccolo Mondo", "Sapori"],
-    "chinese": ["Jade Garden", "Golden Dragon", "Lotus House", "Bamboo Palace", "Red Lantern",
-                "Panda Kitchen", "Silk Road", "Happy Valley", "Peking Garden", "Dragon Pearl",
-                "Ming Court", "Lucky Star"],
-    "indian": ["Taj Mahal", "Saffron", "Curry Garden", "Bombay Spice", "Maharaja", "Kohinoor",
-               "Tandoori Nights", "Royal Bengal", "Jaipur", "Spice Route", "Masala Zone",
-               "Mint Leaf"],
-    "french": ["Le Jardin", "Chez Marcel", "Bistro Paris", "La Maison", "Le Petit Four",
-               "Cafe Rouge", "Le Gavroche", "Brasserie Blanc", "La Belle Epoque", "Chez Nous",
-               "Le Moulin", "Cote Sud"],
-    "thai": ["Bangkok House", "Siam Orchid", "Baan Thai", "Thai Basil", "Lemongrass",
-             "Chiang Mai", "Royal Siam", "Blue Elephant", "Phuket Kitchen", "Sawasdee",
-             "Lotus Thai", "Thai Orchid"],
-    "japanese": ["Sakura", "Kyoto Kitchen", "Sushi Zen", "Ramen Ya", "Wagamama", "Fuji",
-                 "Hanami", "Yoshino", "Tokyo Joe", "Koi", "Umami House", "Miso Garden"],
-    "mexican": ["El Sombrero", "Casa Mexicana", "La Cantina", "Taqueria Azul", "Chiquito",
-                "El Toro", "Cafe Habanero", "Frida", "Agave", "Los Amigos", "La Paloma",
-                "Mesa Verde"],
-    "british": ["The Eagle", "The Red Lion", "The Old Bakery", "The Crown Inn", "The Anchor",
-                "The Mill", "The Pickerel", "The Granta", "The Plough", "The Fort St George",
-                "The Green Dragon", "The Castle Inn"],
-}
-_STREETS = {
-    "north": ["Chesterton Road", "Histon Road", "Milton Road", "Arbury Road"],
-    "south": ["Hills Road", "Trumpington Road", "Long Road", "Cherry Hinton Road"],
-    "east": ["Newmarket Road", "Mill Road", "Barnwell Road", "Coldhams Lane"],
-    "west": ["Madingley Road", "Huntingdon Road", "Barton Road", "Grange Road"],
-    "centre": ["Regent Street", "Kings Parade", "Market Square", "Bridge Street"],
-}
+# restaurant names per cuisine and street names per area: data, kept in a JSON file beside
+# this module
+_DATA = json.loads(Path(__file__).with_name("dialogue_restaurants.json").read_text())
+_NAMES: dict[str, list[str]] = _DATA["names"]
+_STREETS: dict[str, list[str]] = _DATA["streets"]
 _POSTCODE_DISTRICT = {"north": "CB4", "south": "CB2", "east": "CB5", "west": "CB3", "centre": "CB1"}
 
 
