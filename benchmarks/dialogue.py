@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks._timing import Clock, percentiles, save_json
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -81,22 +83,10 @@ def _conversations(n: int, seed: int = 0) -> list[list[str]]:
     return out
 
 
-def _percentiles(times: list) -> dict:
-    """``times``: (wall, cpu) seconds per call. The CPU time of the calling thread is the cost
-    of a reply without the waits a busy shared machine adds to the wall clock."""
-    wall, cpu = (1000 * np.array(x) for x in zip(*times))
-    return {"calls": len(wall), "p50_ms": float(np.percentile(wall, 50)),
-            "p95_ms": float(np.percentile(wall, 95)),
-            "cpu_p50_ms": float(np.percentile(cpu, 50)), "cpu_p95_ms": float(np.percentile(cpu, 95))}
-
-
-class _Clock:
-    def __enter__(self):
-        self.t, self.c = time.perf_counter(), time.thread_time()
-        return self
-
-    def __exit__(self, *exc):
-        self.value = (time.perf_counter() - self.t, time.thread_time() - self.c)
+def _percentiles(clocks: list) -> dict:
+    """Wall and thread CPU percentiles of the ``Clock`` of every call."""
+    return {"calls": len(clocks), **percentiles([c.wall for c in clocks]),
+            **percentiles([c.cpu for c in clocks], prefix="cpu_")}
 
 
 def bench_latency(calls: int, models_dir: Path, precision: str = "fp32") -> dict:
@@ -107,16 +97,15 @@ def bench_latency(calls: int, models_dir: Path, precision: str = "fp32") -> dict
     if "dialogue" not in runtime.available(models_dir):
         return {"skipped": f"no dialogue model in {models_dir}"}
     convs = _conversations(max(1, calls // 4))
-    t0 = time.perf_counter()
-    model = runtime.load("dialogue", models_dir=models_dir, precision=precision)
-    model.generate(history=convs[0][:1], seed=0)
-    cold = time.perf_counter() - t0
+    with Clock() as cold:
+        model = runtime.load("dialogue", models_dir=models_dir, precision=precision)
+        model.generate(history=convs[0][:1], seed=0)
     hist, turns = [], []
     for i, conv in enumerate(convs):
         for k in range(0, len(conv), 2):
-            with _Clock() as clock:
+            with Clock() as clock:
                 model.generate(history=conv[:k + 1], seed=i)
-            hist.append(clock.value)
+            hist.append(clock)
             turns.append(k + 1)
     model.close()
     state = []           # a fresh model: no turn has been read before
@@ -124,12 +113,12 @@ def bench_latency(calls: int, models_dir: Path, precision: str = "fp32") -> dict
     for i, conv in enumerate(convs):
         reply = None
         for k in range(0, len(conv), 2):
-            with _Clock() as clock:
+            with Clock() as clock:
                 reply = model.generate(history=[conv[k]], seed=i) if reply is None else \
                     model.generate(state=reply.state, history=[conv[k]], seed=i)
-            state.append(clock.value)
+            state.append(clock)
     model.close()
-    return {"precision": precision, "cold_ms": 1000 * cold, "history": _percentiles(hist),
+    return {"precision": precision, "cold_ms": 1000 * cold.wall, "history": _percentiles(hist),
             "state": _percentiles(state), "mean_history_turns": float(np.mean(turns))}
 
 
@@ -160,9 +149,7 @@ def main(argv=None) -> int:
               f"ms; mean {lat['mean_history_turns']:.1f} turns); state= p50 {st['p50_ms']:.2f} "
               f"ms, p95 {st['p95_ms']:.2f} ms (CPU p95 {st['cpu_p95_ms']:.2f} ms); target wall "
               f"p95 <= 2 ms: {'met' if max(h['p95_ms'], st['p95_ms']) <= 2.0 else 'NOT met'}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
-    return 0
+    return save_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import platform
 import sys
@@ -33,6 +32,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from benchmarks._timing import Clock, percentiles, save_json  # noqa: E402
 
 
 def article_loop(steps: int, seed: int = 0) -> dict:
@@ -102,19 +103,17 @@ def latency(calls: int) -> dict:
     if "recommend" not in runtime.available(models):
         return {"skipped": "no recommend model in exported/"}
     rng = np.random.default_rng(0)
-    t0 = time.perf_counter()
-    runtime.generate("recommend", history=[], k=5, seed=0, models_dir=models)
-    cold = time.perf_counter() - t0
+    with Clock() as cold:
+        runtime.generate("recommend", history=[], k=5, seed=0, models_dir=models)
     n = len(runtime.registry.read_json("recommend", "catalogue", models)["items"])
     times = []
     for i in range(calls):
         hist = rng.choice(n, int(rng.integers(0, 30)), replace=False).tolist()
-        t = time.perf_counter()
-        runtime.generate("recommend", history=hist, k=5, seed=i, models_dir=models)
-        times.append(time.perf_counter() - t)
-    ms = np.array(times) * 1e3
-    return {"cold_first_call_ms": cold * 1e3, "p50_ms": float(np.percentile(ms, 50)),
-            "p95_ms": float(np.percentile(ms, 95)), "calls_per_second": float(calls / ms.sum() * 1e3)}
+        with Clock() as clock:
+            runtime.generate("recommend", history=hist, k=5, seed=i, models_dir=models)
+        times.append(clock.wall)
+    return {"cold_first_call_ms": cold.wall * 1e3, **percentiles(times),
+            "calls_per_second": float(calls / sum(times))}
 
 
 def main(argv=None) -> int:
@@ -146,9 +145,7 @@ def main(argv=None) -> int:
         print(f"generate('recommend', k=5) latency: cold first call {lat['cold_first_call_ms']:.1f} ms, "
               f"p50 {lat['p50_ms']:.2f} ms, p95 {lat['p95_ms']:.2f} ms, "
               f"{lat['calls_per_second']:,.0f} calls/s")
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2))
-    return 0
+    return save_json(args.json, res)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks._timing import Clock, percentiles, save_json
+
 TARGET_P95_MS = 1.0
 
 
@@ -57,19 +59,16 @@ def bench_latency(calls: int, precision: str, catalogue: str | None = None) -> d
     ids = model.catalogue(catalogue).ids
     reqs = _requests(ids, calls)
     extra = {"catalogue": catalogue} if catalogue else {}
-    t0 = time.perf_counter()
-    model.generate(seed=0, **reqs[0], **extra)
-    cold = time.perf_counter() - t0
+    with Clock() as cold:
+        model.generate(seed=0, **reqs[0], **extra)
     times = []
     for i, r in enumerate(reqs):
-        t0 = time.perf_counter()
-        model.generate(seed=i, **r, **extra)
-        times.append(time.perf_counter() - t0)
-    ms = np.asarray(times) * 1e3
+        with Clock() as clock:
+            model.generate(seed=i, **r, **extra)
+        times.append(clock.wall)
     model.close()
-    return {"items": int(len(ids)), "cold_first_call_ms": round(cold * 1e3, 2),
-            "p50_ms": round(float(np.percentile(ms, 50)), 3),
-            "p95_ms": round(float(np.percentile(ms, 95)), 3), "calls": calls}
+    return {"items": int(len(ids)), "cold_first_call_ms": round(cold.wall * 1e3, 2),
+            **percentiles(times, digits=3), "calls": calls}
 
 
 def _app_catalogue(tmp: Path) -> str:
@@ -100,9 +99,7 @@ def main(argv=None) -> int:
             print(f"{name:20s} {r['items']:5d} items  cold {r['cold_first_call_ms']:7.2f} ms  "
                   f"p50 {r['p50_ms']:.3f} ms  p95 {r['p95_ms']:.3f} ms  ({ok} p95 <= "
                   f"{TARGET_P95_MS} ms)")
-    if args.json:
-        Path(args.json).write_text(json.dumps(res, indent=2))
-    return 0
+    return save_json(args.json, res)
 
 
 if __name__ == "__main__":
