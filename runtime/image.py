@@ -31,9 +31,10 @@ Options
              Measured effect and cost: see docs/kinds/image.md. At most 8,192
              candidates (25 MB of float32) are held at once, whatever n and K.
              The GAN discriminator's realness logit is not used (it reduced diversity).
-``precision``  "fp32" (default) or "int8" (statically quantized generator and
-             classifier, QDQ with calibrated activations; the density-ratio scores stay
-             float64 numpy).
+``precision``  "auto" (default: int8, the manifest's default_precision), "int8"
+             (statically quantized generator and classifier, QDQ with calibrated
+             activations; the density-ratio scores stay float64 numpy) or "fp32" (in a
+             checkout only: the device wheel leaves the fp32 models out).
 
 Caps: n <= 1024; candidates are generated and scored in blocks of at most 8,192.
 Same seed and options give the same images. No TensorFlow: numpy + onnxruntime only.

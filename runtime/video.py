@@ -31,7 +31,8 @@ Options
             the default), else the most confident; 0 keeps the first sample. Unlike ``generate("image", quality=...)``
             there is no density-ratio resampling: the opening digit has to be legible, and
             stopping at the first accepted sample keeps a clip's cost low.
-``precision``  "fp32" only (no int8 variant ships for the video kind).
+``precision``  "fp32" only (no int8 variant ships for the video kind); the opening digits
+             come from the image kind at its default precision.
 
 Caps: frames <= 256 (at most 256 x 48 x 48 bytes = 0.6 MB out). Same seed -> same clip.
 """
@@ -147,8 +148,9 @@ class VideoModel(Model):
     options = OPTIONS
 
     def images(self) -> _image.ImageModel:
-        """The image kind's model (generator and classifier) that draws the opening digits."""
-        return self.cached("images", lambda: _image.ImageModel(self.models_dir, "fp32",
+        """The image kind's model (generator and classifier, at the image kind's default
+        precision) that draws the opening digits."""
+        return self.cached("images", lambda: _image.ImageModel(self.models_dir, "auto",
                                                                 self._factory))
 
     def physics(self) -> dict:

@@ -83,7 +83,7 @@ def test_int8_variants_are_listed_with_size_and_quality():
             if role.endswith("_int8"):
                 assert f["bytes"] < files[role[:-5]]["bytes"], f"{kind}: int8 not smaller"
         assert _int8_keys(runtime.info(kind)["metrics"]), f"{kind}: no int8 quality metric"
-        fp32 = runtime.load(kind).generate(seed=1)
+        fp32 = runtime.load(kind, precision="fp32").generate(seed=1)
         int8 = runtime.load(kind, precision="int8").generate(seed=1)
         assert type(int8) is type(fp32), kind
         if isinstance(fp32, np.ndarray):
@@ -104,7 +104,7 @@ def test_int8_generation_runs_the_int8_files():
         assert recorder.calls and {p for _, _, p in recorder.calls} == {"int8"}, kind
         assert _same(model.generate(seed=3), out)
     if "image" in kinds:
-        fp32 = runtime.generate("image", n=32, seed=4).astype(np.float32)
+        fp32 = runtime.generate("image", n=32, seed=4, precision="fp32").astype(np.float32)
         int8 = runtime.generate("image", n=32, seed=4, precision="int8")
         assert np.abs(fp32 - int8).mean() < 3          # same digits, ~1 grey level of error
         assert not np.array_equal(fp32, int8)          # and really the int8 files

@@ -162,4 +162,7 @@ def evaluate(cfg: Config, work_dir: Path, models_dir: Path) -> dict:
         "values": [round(float(v), 3) for v in gain], "mean": round(float(gain.mean()), 4),
         "std": round(float(gain.std()), 4)}
     metrics["targets"] = _targets(metrics["generator_quality_0"], metrics["generator_quality_1"])
+    if "generator_int8_quality_0" in metrics:      # the default precision where it ships
+        metrics["targets_int8"] = _targets(metrics["generator_int8_quality_0"],
+                                           metrics["generator_int8_quality_1"])
     return metrics

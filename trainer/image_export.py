@@ -42,7 +42,8 @@ INT8_NOTES = (
     "/ 1,024 generated candidates; "
     "shipped while the int8 FD at quality 0 and 1 is within the fp32 FD + the "
     "draws' spread and confidence and label accuracy within 0.01 of fp32 "
-    "(metrics generator_int8_quality_*).")
+    "(metrics generator_int8_quality_*). int8 is the default (precision='auto'); the "
+    "fp32 generator and classifier are checkout-only (not in the device wheel).")
 
 
 def signatures(cfg: Config) -> dict:
@@ -120,11 +121,17 @@ def export(cfg: Config, work_dir: Path, out_dir: Path) -> None:
     files["discriminator"]["optional"] = True
     files["rejection"] = write_json(rejection_rule(cfg, m), kind=KIND, role="rejection",
                                     out_dir=out_dir)
-    notes = NOTES
+    notes, default_precision = NOTES, None
     if cfg.steps >= 1000:   # int8 only for real models (checked in evaluate)
         files.update(_int8_files(cfg, m, g_tf2onnx, g_entry, files["classifier"], out_dir))
         notes += INT8_NOTES
-    write_entry(out_dir, KIND, files, common.config_dict(cfg), notes=notes)
+        # int8 matches fp32 within the draws' spread (gated), is faster and a third of the
+        # size: the default, with the fp32 models kept in the checkout only
+        for role in ("generator", "classifier"):
+            files[role]["checkout_only"] = True
+        default_precision = "int8"
+    write_entry(out_dir, KIND, files, common.config_dict(cfg), notes=notes,
+                default_precision=default_precision)
 
 
 def _int8_files(cfg: Config, m: Models, g_tf2onnx: dict, g_entry: dict, c_entry: dict,

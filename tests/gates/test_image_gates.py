@@ -48,3 +48,11 @@ def test_release_gate_int8_close_to_fp32(metrics, exported_dir):
             + fp32["frechet_distance_std"] + int8["frechet_distance_std"]
         assert int8["confidence"] >= fp32["confidence"] - 0.01
         assert int8["label_accuracy"] >= fp32["label_accuracy"] - 0.01
+
+
+def test_release_gate_targets_hold_at_the_default_precision(metrics, exported_dir):
+    """precision="auto" serves the manifest's default_precision: its own rows meet the
+    targets (the int8 rows where int8 is the default)."""
+    default = runtime.info("image", exported_dir).get("default_precision", "fp32")
+    targets = metrics["targets_int8" if default == "int8" else "targets"]
+    assert targets and all(targets.values()), targets
