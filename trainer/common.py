@@ -134,6 +134,42 @@ class Checkpointer:
         return self.manager.latest_checkpoint
 
 
+@dataclasses.dataclass
+class Resumed:
+    """A trainer's state after ``resume``: its models, checkpointer, first step and history."""
+    work_dir: Path
+    strategy: object
+    models: object
+    ckpt: Checkpointer
+    start: int
+    history: dict
+
+    def save(self, step: int, every: int, last: int) -> None:
+        """The checkpoint (and history.json, on the chief) after ``step`` steps, every ``every``
+        steps and at the ``last`` one."""
+        if step % every == 0 or step == last:
+            self.ckpt.save(step)
+            if is_chief(self.strategy):
+                save_json(self.work_dir / "history.json", self.history)
+
+
+def resume(cfg, work_dir, models_cls, keys, strategy=None) -> Resumed:
+    """The opening of a checkpointed trainer: ``work_dir`` made, the seeds set from
+    ``cfg.seed``, ``models_cls(cfg, strategy)`` built and restored from the last checkpoint,
+    and the history (lists per name in ``keys``) read back when resuming."""
+    import tensorflow as tf
+
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    strategy = strategy or tf.distribute.get_strategy()
+    set_seeds(cfg.seed)
+    models = models_cls(cfg, strategy)
+    ckpt = Checkpointer(work_dir, strategy=strategy, **models.trackables())
+    start = ckpt.restore()
+    saved = load_json(work_dir / "history.json", {}) if start else {}
+    return Resumed(work_dir, strategy, models, ckpt, start, {k: saved.get(k, []) for k in keys})
+
+
 # ---------------------------------------------------------------------------- json state
 def save_json(path, obj) -> None:
     from trainer.export import _json_default, atomic_write_bytes

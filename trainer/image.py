@@ -155,15 +155,9 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
     from trainer import common
     from trainer.digits import load_digits_images
 
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    strategy = strategy or tf.distribute.get_strategy()
-    common.set_seeds(cfg.seed)
-    m = Models(cfg, strategy)
-    ckpt = common.Checkpointer(work_dir, strategy=strategy, **m.trackables())
-    start = ckpt.restore()
-    saved = common.load_json(work_dir / "history.json", {}) if start else {}
-    history = {k: saved.get(k, []) for k in GAN_KEYS + CALIB_KEYS}
+    run = common.resume(cfg, work_dir, Models, GAN_KEYS + CALIB_KEYS, strategy)
+    work_dir, strategy, m, start, history = (run.work_dir, run.strategy, run.models, run.start,
+                                             run.history)
     data = load_digits_images()
     replicas = strategy.num_replicas_in_sync
     it = iter(strategy.experimental_distribute_dataset(
@@ -191,10 +185,7 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
                     history[k].append(float(v))
                 acc = []
             bar.update(1, **dict(zip(keys, vals)))
-            if (step + 1) % cfg.ckpt_every == 0 or step + 1 == total:
-                ckpt.save(step + 1)
-                if common.is_chief(strategy):
-                    common.save_json(work_dir / "history.json", history)
+            run.save(step + 1, cfg.ckpt_every, total)
     if common.is_chief(strategy):
         common.save_json(work_dir / "history.json", history)
         common.save_learning_curve(work_dir / "learning_curve.png", history,

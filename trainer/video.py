@@ -206,15 +206,9 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
 
     from trainer import common
 
-    work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    strategy = strategy or tf.distribute.get_strategy()
-    common.set_seeds(cfg.seed)
-    m = Models(cfg, strategy)
-    ckpt = common.Checkpointer(work_dir, strategy=strategy, **m.trackables())
-    start = ckpt.restore()
-    saved = common.load_json(work_dir / "history.json", {}) if start else {}
-    history = {k: saved.get(k, []) for k in KEYS}
+    run = common.resume(cfg, work_dir, Models, KEYS, strategy)
+    work_dir, strategy, m, start, history = (run.work_dir, run.strategy, run.models, run.start,
+                                             run.history)
 
     pool, _, flow = make_pool(cfg, "train", cfg.pool_clips, cfg.pool_frames, cfg.seed,
                               flows=True)
@@ -238,10 +232,7 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
                 for k, v in zip(KEYS, np.mean(acc, 0)):
                     history[k].append(float(v))
                 acc = []
-            if (step + 1) % cfg.ckpt_every == 0 or step + 1 == cfg.steps:
-                ckpt.save(step + 1)
-                if common.is_chief(strategy):
-                    common.save_json(work_dir / "history.json", history)
+            run.save(step + 1, cfg.ckpt_every, cfg.steps)
     if common.is_chief(strategy):
         common.save_learning_curve(work_dir / "learning_curve.png", history,
                                    xlabel=f"x{cfg.log_every} steps",
