@@ -5,6 +5,11 @@ words, number and time words) and not a common English word is corrected to the 
 word within optimal-string-alignment distance 1 (words of 4-7 letters; 4-letter words only by
 a swap or when the first letter is kept) or 2 (8 letters or more). Candidates come from a
 deletion index (the SymSpell idea), so a lookup costs a few dict probes; results are cached.
+
+Shorter words are left alone except for the two that turn a sentence round, "not" and "but":
+an unknown three-letter word one edit from one of them and nearer to it than to any common
+word of two to four letters ("ont", "nto", "mot", "ubt", "btu"), and the two-letter "nt" and
+"bt", are read as that word, so that "nto Jade Garden" is no request for Jade Garden.
 """
 from __future__ import annotations
 
@@ -58,6 +63,9 @@ def _deletes(word: str, depth: int) -> set[str]:
     return out
 
 
+SHORT_WORDS = ("not", "but")        # short words whose typos are corrected (see above)
+
+
 def _max_distance(word: str) -> int:
     return 0 if len(word) < 4 else 1 if len(word) < 8 else 2
 
@@ -81,6 +89,7 @@ class Speller:
             for d in _deletes(w, _max_distance(w) or 1):
                 self.index.setdefault(d, []).append(w)
         self._cache: dict[str, tuple[str, float]] = {}
+        self.short = [w for w in self.known if 2 <= len(w) <= 4 and w not in SHORT_WORDS]
 
     def correct(self, word: str) -> tuple[str, float]:
         hit = self._cache.get(word)
@@ -94,8 +103,10 @@ class Speller:
 
     def _correct(self, word: str) -> tuple[str, float]:
         d_max = _max_distance(word)
-        if word in self.known or d_max == 0 or not word.isalpha():
+        if word in self.known or not word.isalpha():
             return word, 1.0
+        if d_max == 0:
+            return self._correct_short(word)
         cands = set()
         for d in _deletes(word, d_max):
             cands.update(self.index.get(d, ()))
@@ -115,6 +126,20 @@ class Speller:
         ranked.sort()
         tie = len(ranked) > 1 and ranked[0][:2] == ranked[1][:2]
         return ranked[0][-1], 0.5 if tie else 0.7
+
+    def _correct_short(self, word: str) -> tuple[str, float]:
+        """A typo of "not" or "but" (see the module docstring), else the word unchanged."""
+        if len(word) == 2:
+            hit = [w for w in SHORT_WORDS if word == w[0] + w[2]]
+            return (hit[0], 0.7) if hit else (word, 1.0)
+        if len(word) != 3:
+            return word, 1.0
+        ranked = sorted((typo_cost(word, c), c not in SHORT_WORDS, c)
+                        for c in list(SHORT_WORDS) + self.short
+                        if osa_distance(word, c, 2) == 1)
+        if not ranked or ranked[0][1] or (len(ranked) > 1 and ranked[1][0] <= ranked[0][0]):
+            return word, 1.0
+        return ranked[0][2], 0.7
 
     def correct_text(self, text: str) -> tuple[str, dict[str, float]]:
         """``text`` (normalised, lower case) with every word corrected, and the corrected

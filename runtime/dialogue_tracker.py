@@ -270,7 +270,8 @@ def _restaurant(cat: Catalogue, r) -> int:
 def mask_from_obs(obs: np.ndarray) -> np.ndarray:
     """Valid actions from observations [B, OBS_DIM] -> bool [B, N_ACTIONS].
 
-    request_s: s is not confirmed and was asked fewer than 3 times; reqmore / bye: always;
+    request_s: s holds no value yet and was asked fewer than 3 times (a value heard, right or
+    wrong, is checked with confirm_s; a "no" clears it); reqmore / bye: always;
     confirm_s: s holds a value (not dontcare) that the user
     has not confirmed; offer: no restaurant on the table, some not-rejected restaurant matches
     and every constraint is filled (or exactly one restaurant matches); nomatch: no restaurant
@@ -278,7 +279,7 @@ def mask_from_obs(obs: np.ndarray) -> np.ndarray:
     and time are known, it can take them and there is no booking yet; change: there is a
     booking, the details or the restaurant changed since and the restaurant can take them;
     reject_booking: the offered restaurant cannot take the known people/time; inform: a
-    restaurant is offered and some of its info is still untold. Once the user said goodbye
+    restaurant is offered and some info the user asked for is still untold. Once the user said goodbye
     (and nothing else), only bye."""
     obs = np.asarray(obs, np.float32).reshape(-1, OBS_DIM)
     on = obs > 0.5
@@ -292,14 +293,15 @@ def mask_from_obs(obs: np.ndarray) -> np.ndarray:
     asked = obs[:, _F_SLOT + 4:_F_UNKNOWN:len(SLOT_FEATURES)]
     for k, s in enumerate(INFORMABLE):
         m[:, A_CONFIRM[s]] = filled[:, k] & ~(dontcare[:, k] | confirmed[:, k])
-        m[:, A_REQUEST[s]] = ~confirmed[:, k] & (asked[:, k] < 0.9)    # at most 3 times
+        m[:, A_REQUEST[s]] = ~filled[:, k] & (asked[:, k] < 0.9)    # at most 3 times
     m[:, A_OFFER] = ~offered & fresh & (filled[:, :len(CONSTRAINTS)].all(axis=1) | one)
     m[:, A_NOMATCH] = ~offered & ~fresh
     ready = offered & details & ~st["booking_current"]
     m[:, A_BOOK] = ready & ~st["has_booking"] & ~st["booking_invalid"]
     m[:, A_CHANGE] = ready & st["has_booking"] & ~st["booking_invalid"]
     m[:, A_REJECT] = ready & st["booking_invalid"]
-    m[:, A_INFORM] = offered & (obs[:, _F_REQ + 1:_F_STATE:2] < 0.5).any(axis=1)
+    req = obs[:, _F_REQ:_F_STATE].reshape(-1, len(REQUESTABLE), 2) > 0.5
+    m[:, A_INFORM] = offered & (req[:, :, 0] & ~req[:, :, 1]).any(axis=1)
     m[st["done"]] = False                  # the user said goodbye: say goodbye
     m[st["done"], A_BYE] = True
     return m

@@ -128,6 +128,19 @@ def test_spelling_correction_is_bounded_and_protects_common_words():
     assert sp.correct("xylophone") == ("xylophone", 1.0)
 
 
+def test_typos_of_not_and_but_keep_the_negation():
+    """Short words are not corrected, except "not"/"but": a typo there turns the meaning round."""
+    for typo in ("nto", "ont", "nt", "mot"):
+        assert NLU.speller.correct(typo) == ("not", 0.7)
+    assert NLU.speller.correct("ubt") == ("but", 0.7)
+    for word in ("the", "teh", "ot", "yse"):          # common or too far: left alone
+        assert NLU.speller.correct(word)[0] == word
+    name = CAT.names[0]
+    assert NLU.parse(f"nto {name}, please") == [("reject_name", None, 0, 0.95)]
+    assert ("exclude", "cuisine", "mexican", 0.85) in NLU.parse("anything ubt tacos")
+    assert NLU.parse("not expensive") == [("exclude", "price", "expensive", 0.95)]
+
+
 # ----------------------------------------------------------------------------- tracker
 def _tracker(*turns):
     t = Tracker(CAT)
@@ -153,7 +166,12 @@ def test_tracker_masks_the_richer_act_set():
     t.user(NLU.parse("ok, 6 then", t.last_sys))
     assert t.mask()[A_BOOK]
     t.system(resolve_action(t, A_BOOK, np.random.default_rng(0)))
-    assert not t.mask()[A_CHANGE] and t.mask()[A_INFORM]
+    assert not t.mask()[A_CHANGE] and not t.mask()[A_INFORM]     # nothing asked yet
+    assert not t.mask()[A_REQUEST["people"]]          # heard: confirmed or corrected, not re-asked
+    t.user(NLU.parse("what's their phone number?", t.last_sys))
+    assert t.mask()[A_INFORM]
+    t.system(resolve_action(t, A_INFORM, np.random.default_rng(0)))
+    assert tuple(t.last_sys.slots) == ("phone",) and not t.mask()[A_INFORM]
     t.user(NLU.parse("can you change that to 4 people?", t.last_sys))
     assert t.mask()[A_CHANGE] and not t.mask()[A_BOOK]
     assert t.features()[feature_index(None, "has_booking")] == 1.0

@@ -88,7 +88,8 @@ def sample_goal(cat: Catalogue, rng: np.random.Generator, p_dontcare: float = 0.
         if rng.random() < 0.5:
             g.name = r
     elif kind == "alternatives":
-        n_match = len(cat.matches(c))
+        n_match = sum(cat.booking_problem(int(m), people, time) is None   # one must be left
+                      for m in cat.matches(c))                             # that can take them
         g.rejects = int(min(rng.integers(1, 3), n_match - 1))
         g.reject_style = _pick(rng, ["negate", "reqalts", "name"])
         if g.rejects <= 0:

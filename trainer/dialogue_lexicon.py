@@ -130,7 +130,7 @@ LEXICON = {
         },
         "price": {
             "cheap": ["inexpensive", "budget", "affordable", "low cost", "cheaply", "cheapest",
-                      "cheaper", "not expensive", "on a budget", "low priced", "low price"],
+                      "cheaper", "on a budget", "low priced", "low price"],
             "moderate": ["moderately priced", "moderately", "mid range", "midrange",
                          "mid priced", "mid price", "medium price", "medium priced",
                          "reasonably priced", "reasonable", "average price", "middle price",

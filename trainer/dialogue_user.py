@@ -112,8 +112,10 @@ class UserSimulator:
         else:
             slots = order + [s for s in CONSTRAINTS if s not in order and self.rng.random() < 0.4]
             acts = self._inform(slots)
-            if g.book and self.rng.random() < 0.3:
-                acts += self._inform(BOOKING)
+            if g.book and self.rng.random() < 0.35:    # both details, or one ("for a couple")
+                u = self.rng.random()
+                acts += self._inform(BOOKING if u < 0.5 else ("people",) if u < 0.85
+                                     else ("time",))
         if not g.book and self.rng.random() < 0.5:
             acts += [("request", q, None) for q in g.requests]
         return acts
@@ -215,8 +217,16 @@ class UserSimulator:
             out += self._inform(extra[:1])
         return out
 
+    def _turned_down_again(self, r: int) -> list:
+        """The system offers or books a restaurant the user turned down: say so again."""
+        style = self.goal.reject_style
+        return self._mistake([("reject_name", None, r)] if style == "name" else
+                             [("negate", None, None), ("reqalts", None, None)])
+
     def _on_offer(self, act: SystemAct) -> list:
         r, g = act.restaurant, self.goal
+        if r in self.turned_down:
+            return self._turned_down_again(r)
         if g.name is not None:
             if r == g.name:
                 self.accepted = r
@@ -259,6 +269,8 @@ class UserSimulator:
         if not g.book:
             self.unwanted_booking = True
             return self._mistake([("negate", None, None), ("nobook", None, None)])
+        if r in self.turned_down:
+            return self._turned_down_again(r)
         wrong = [s for s in CONSTRAINTS if not self.cat.satisfies(r, {s: self.cur[s]})]
         wrong += [s for s in BOOKING if getattr(act, s) != self.cur[s]]
         if wrong:
