@@ -29,8 +29,6 @@ config over all of them and drops ORT files whose source left the manifest.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import hashlib
 import json
 import shutil
@@ -39,21 +37,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from trainer.export import MANIFEST, atomic_write_bytes, read_manifest
+from trainer.export import MANIFEST, atomic_write_bytes, manifest_lock, read_manifest
 
 ORT_DIR = "ort"
 CONFIG = "required_operators.config"
-
-
-@contextlib.contextmanager
-def _manifest_lock(out_dir: Path):
-    """The lock every manifest writer takes (the same file as trainer.export's)."""
-    with open(out_dir / ".manifest.lock", "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _record(path: Path, out_dir: Path) -> dict:
@@ -137,7 +124,7 @@ def _update_manifest(out_dir: Path, sources: dict[str, str]) -> None:
     """Record every current ORT file under the manifest lock; drop the rest from disk."""
     import onnxruntime
 
-    with _manifest_lock(out_dir):
+    with manifest_lock(out_dir):
         manifest = read_manifest(out_dir)
         current = model_sources(manifest)        # re-read: an export may have landed meanwhile
         files = {}

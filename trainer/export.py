@@ -266,7 +266,8 @@ def write_json(obj, *, kind: str, role: str, out_dir) -> dict:
 
 # ---------------------------------------------------------------------------- manifest
 @contextlib.contextmanager
-def _manifest_lock(out_dir: Path):
+def manifest_lock(out_dir: Path):
+    """The lock every writer of ``out_dir``'s manifest takes (exports, ``trainer.edge``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with open(out_dir / ".manifest.lock", "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -343,7 +344,7 @@ def write_entry(out_dir, kind: str, files: dict, config: dict, metrics: dict | N
         entry["notes"] = notes
     if default_precision:
         entry["default_precision"] = default_precision
-    with _manifest_lock(out_dir):
+    with manifest_lock(out_dir):
         manifest = read_manifest(out_dir)
         manifest["models"][kind] = entry
         _write_manifest(out_dir, manifest)
@@ -353,7 +354,7 @@ def write_entry(out_dir, kind: str, files: dict, config: dict, metrics: dict | N
 
 def update_metrics(out_dir, kind: str, metrics: dict) -> None:
     out_dir = Path(out_dir)
-    with _manifest_lock(out_dir):
+    with manifest_lock(out_dir):
         manifest = read_manifest(out_dir)
         if kind not in manifest["models"]:
             raise ExportError(f"no manifest entry for {kind!r} in {out_dir}: export it first")
