@@ -170,6 +170,22 @@ def resume(cfg, work_dir, models_cls, keys, strategy=None) -> Resumed:
     return Resumed(work_dir, strategy, models, ckpt, start, {k: saved.get(k, []) for k in keys})
 
 
+# ---------------------------------------------------------------------------- layers
+def gru_update(gx, state, u, b_h):
+    """One update of Keras' GRU (reset_after=True; gates z, r, candidate h) in TensorFlow: the
+    new state from the input projection ``gx`` ([B, 3H], input bias included), ``state``
+    ([B, H]), the recurrent kernel ``u`` and the recurrent bias ``b_h``."""
+    import tensorflow as tf
+
+    gh = tf.matmul(state, u) + b_h
+    xz, xr, xh = tf.split(gx, 3, axis=-1)
+    hz, hr, hh = tf.split(gh, 3, axis=-1)
+    z = tf.sigmoid(xz + hz)
+    r = tf.sigmoid(xr + hr)
+    c = tf.tanh(xh + r * hh)
+    return c + z * (state - c)             # = z * state + (1 - z) * c
+
+
 # ---------------------------------------------------------------------------- json state
 def save_json(path, obj) -> None:
     from trainer.export import _json_default, atomic_write_bytes

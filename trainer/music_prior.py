@@ -55,15 +55,10 @@ def tf_step(weights, token, context, state):
     """One step of Keras' GRU (reset_after=True) + output layer, in TensorFlow."""
     import tensorflow as tf
 
+    from trainer.common import gru_update
+
     tok, ctx, u, b_h, w_o, b_o = weights
-    gx = tf.gather(tok, token) + tf.gather(ctx, context)
-    gh = tf.matmul(state, u) + b_h
-    xz, xr, xh = tf.split(gx, 3, axis=-1)
-    hz, hr, hh = tf.split(gh, 3, axis=-1)
-    z = tf.sigmoid(xz + hz)
-    r = tf.sigmoid(xr + hr)
-    c = tf.tanh(xh + r * hh)
-    h = c + z * (state - c)
+    h = gru_update(tf.gather(tok, token) + tf.gather(ctx, context), state, u, b_h)
     return tf.matmul(h, w_o) + b_o, h
 
 

@@ -52,15 +52,10 @@ def gru_step(weights, token, state):
     """One step of Keras' GRU (gates z, r, h) + the output layer."""
     import tensorflow as tf
 
+    from trainer.common import gru_update
+
     emb, w_in, b_in, u, b_h, w_o, b_o = weights
-    gx = tf.matmul(tf.gather(emb, token), w_in) + b_in
-    gh = tf.matmul(state, u) + b_h
-    xz, xr, xh = tf.split(gx, 3, axis=-1)
-    hz, hr, hh = tf.split(gh, 3, axis=-1)
-    z = tf.sigmoid(xz + hz)
-    r = tf.sigmoid(xr + hr)
-    c = tf.tanh(xh + r * hh)
-    h = c + z * (state - c)             # = z * state + (1 - z) * c
+    h = gru_update(tf.matmul(tf.gather(emb, token), w_in) + b_in, state, u, b_h)
     return tf.matmul(h, w_o) + b_o, h
 
 
