@@ -45,7 +45,9 @@ def test_generate_with_a_numeric_prompt_writes_the_sample(tmp_path, capsys):
                "--out", str(target)])
     out, err = capsys.readouterr()
     assert rc == 0, err
-    assert target.stat().st_size > 0 and f"wrote {target}" in out
+    assert f"wrote {target}" in out
+    assert target.read_text(encoding="utf-8") == runtime.generate(
+        "text", prompt="1984", max_tokens=8, seed=1)          # the prompt was read as text
 
 
 def test_unwritable_default_out_is_a_clear_error(tmp_path, monkeypatch, capsys):

@@ -338,7 +338,7 @@ def test_runtime_survives_arbitrary_text(exported_dir):
         turns = ["".join(rng.choice(alphabet, int(rng.integers(0, 30))))
                  for _ in range(2 * (i % 5) + 1)]
         reply = runtime.generate("dialogue", history=turns, seed=i, models_dir=exported_dir)
-        assert isinstance(reply, str) and reply
+        assert reply.strip() and reply.act and reply.transcript == [*turns, reply]
     long_turn = "cheap italian food " + "blah " * 196
     reply = runtime.generate("dialogue", history=[long_turn[:1000]], seed=0,
                              models_dir=exported_dir)

@@ -24,6 +24,43 @@ def model(models):
         yield m
 
 
+class CountingSession:
+    """A session given through the runtime's public hook (``session_factory``): the usual
+    verified session, recording the batch size of every run."""
+
+    def __init__(self, sess):
+        self.sess, self.batches = sess, []
+
+    def get_inputs(self):
+        return self.sess.get_inputs()
+
+    def get_outputs(self):
+        return self.sess.get_outputs()
+
+    def run(self, names, feeds):
+        self.batches.append(len(next(iter(feeds.values()))))
+        return self.sess.run(names, feeds)
+
+
+def counting_model(models):
+    """An image model whose sessions are ``CountingSession``s, and those sessions by role."""
+    sessions = {}
+
+    def factory(kind, role, precision):
+        sessions[role] = CountingSession(registry.load_session(kind, role, models, precision))
+        return sessions[role]
+
+    return runtime.load("image", models_dir=models, session_factory=factory), sessions
+
+
+def run_in_chunks(sess, x, labels, chunk=256):
+    """A generator or classifier session on ``(x, labels)``, ``chunk`` rows per call (the
+    runtime's batching, so the numbers are the ones it sees)."""
+    a, b = (i.name for i in sess.get_inputs())
+    return np.concatenate([runtime.Model.run(sess, {a: x[i:i + chunk], b: labels[i:i + chunk]})[0]
+                           for i in range(0, len(x), chunk)])
+
+
 def test_shape_dtype_range(models):
     x = runtime.generate("image", n=5, seed=1, models_dir=models)
     assert isinstance(x, np.ndarray) and x.dtype == np.uint8
@@ -89,8 +126,6 @@ def _log_ratio(rule, x, labels):
 
 def _expected(model, n, quality, seed, digit=None):
     """The documented rule, recomputed from the seed's random stream with the raw sessions."""
-    from runtime.image import _run_chunked
-
     gen = model.session("generator")
     clf = model.session("classifier")
     rule = model.json("rejection")
@@ -100,10 +135,10 @@ def _expected(model, n, quality, seed, digit=None):
     k = 1 + int(math.floor(rule["max_extra_candidates"] * quality + 0.5)) if quality > 0 else 1
     z = rng.standard_normal((n * k, gen.get_inputs()[0].shape[1]), dtype=np.float32)
     cand_labels = np.repeat(labels, k)
-    cand = _run_chunked(gen, z, cand_labels)
+    cand = run_in_chunks(gen, z, cand_labels)
     if k > 1:
         u = rng.random(n)
-        logp = _run_chunked(clf, cand, cand_labels).reshape(n, k)
+        logp = run_in_chunks(clf, cand, cand_labels).reshape(n, k)
         ratio = _log_ratio(rule, cand, cand_labels).reshape(n, k)
         pick = np.empty(n, np.int64)
         for i in range(n):
@@ -124,33 +159,25 @@ def test_rejection_rule_is_the_documented_one(model, quality):
     np.testing.assert_array_equal(got, want)
 
 
-def test_candidates_are_processed_in_bounded_blocks(model, monkeypatch):
+def test_candidates_are_processed_in_bounded_blocks(models, model, monkeypatch):
     """Blocks of at most BLOCK candidates, same images as one block (n=10, K=32, BLOCK=64)."""
     from runtime import image as rimage
 
     want = model.generate(n=10, quality=1.0, seed=6)
-    calls = []
-    gen = model.session("generator")
-    orig = rimage._run_chunked
-
-    def spy(s, x, labels, output=0):
-        if s is gen:
-            calls.append(len(x))
-        return orig(s, x, labels, output)
-
     monkeypatch.setattr(rimage, "BLOCK", 64)
-    monkeypatch.setattr(rimage, "_run_chunked", spy)
-    got = model.generate(n=10, quality=1.0, seed=6)
+    counted, sessions = counting_model(models)
+    with counted:
+        got = counted.generate(n=10, quality=1.0, seed=6)
     np.testing.assert_array_equal(got, want)
+    calls = sessions["generator"].batches
     assert max(calls) <= 64 and sum(calls) == 10 * 32
 
 
 def test_quality_raises_class_probability(model):
     clf = model.session("classifier")
-    from runtime.image import _run_chunked
 
     def mean_logp(x, labels):
-        return _run_chunked(clf, x.astype(np.float32) / 127.5 - 1.0, labels).mean()
+        return run_in_chunks(clf, x.astype(np.float32) / 127.5 - 1.0, labels).mean()
 
     plain, labels = _expected(model, 200, 0.0, 4)
     best, labels1 = _expected(model, 200, 1.0, 4)
@@ -161,8 +188,6 @@ def test_quality_raises_class_probability(model):
 def test_resampling_follows_the_density_ratio(model):
     """Kept candidates score higher under the density-ratio discriminator than plain samples,
     but the rule is not a top-score rule: the kept one is often not the best of the K."""
-    from runtime.image import _run_chunked
-
     rule = model.json("rejection")
     plain, labels = _expected(model, 300, 0.0, 11)
     kept, _ = _expected(model, 300, 1.0, 11)
@@ -177,8 +202,8 @@ def test_resampling_follows_the_density_ratio(model):
     k = 1 + rule["max_extra_candidates"]
     z = rng.standard_normal((300 * k, gen.get_inputs()[0].shape[1]), dtype=np.float32)
     cl = np.repeat(labels, k)
-    cand = _run_chunked(gen, z, cl)
-    ok = (_run_chunked(clf, cand, cl) >= np.log(rule["class_prob"])).reshape(300, k)
+    cand = run_in_chunks(gen, z, cl)
+    ok = (run_in_chunks(clf, cand, cl) >= np.log(rule["class_prob"])).reshape(300, k)
     ratio = np.where(ok, _log_ratio(rule, cand, cl).reshape(300, k), -np.inf)
     best = np.rint((cand.reshape(300, k, 28, 28)[np.arange(300), ratio.argmax(1)] + 1) * 127.5)
     best = best.clip(0, 255)
@@ -211,28 +236,16 @@ def test_digit_option(model):
     assert (labels == 5).all()
 
 
-def test_candidate_count_rule(model):
-    from runtime import image as rimage
-
-    calls = []
-    sess = model.session("generator")
-    orig = rimage._run_chunked
+def test_candidate_count_rule(models):
+    model, sessions = counting_model(models)
     m = model.json("rejection")["max_extra_candidates"]
     assert m == 31                                  # K = 32 at quality=1 (documented)
-
-    def spy(s, x, labels, output=0):
-        if s is sess:
-            calls.append(len(x))
-        return orig(s, x, labels, output)
-
-    rimage._run_chunked = spy
-    try:
+    with model:
         for q, n in [(0.0, 10), (0.5, 10), (1.0, 10), (0.1, 3), (0.01, 3), (0.02, 3)]:
-            calls.clear()
             model.generate(n=n, quality=q, seed=0)
+            calls = sessions["generator"].batches
             assert sum(calls) == n * (1 + math.floor(m * q + 0.5))
-    finally:
-        rimage._run_chunked = orig
+            calls.clear()
 
 
 def test_quality_reads_the_classifier_not_the_optional_discriminator(models, monkeypatch):

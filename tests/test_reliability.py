@@ -37,29 +37,35 @@ hostile_values = st.one_of(
 
 
 def check_result(kind, result, opts):
-    """A valid result has the documented type and shape."""
+    """A valid result has the documented type, and the shape and values the options ask for
+    (``opts`` as the model resolved them: defaults filled in)."""
+    o = runtime.model_class(kind).options.resolve(kind, opts)
     if kind == "text":
-        if opts.get("stream") is True:
-            result = "".join(result)
-        assert isinstance(result, str)
+        assert isinstance(result, str) and len(result.tokens) <= o["max_tokens"]
     elif kind in ("image", "video"):
         assert isinstance(result, np.ndarray) and result.dtype == np.uint8 and result.ndim == 3
         assert result.shape[1] == result.shape[2] >= 16
+        if kind == "image":
+            assert len(result) == len(result.labels) == o["n"]
+            assert set(result.labels) <= (set(range(10)) if o["digit"] is None else {o["digit"]})
+        else:
+            assert len(result) == o["frames"] and len(result.digits) == o["digits"]
     elif kind == "level":
-        assert all(isinstance(r, str) and len(r) == len(result[0]) for r in result)
+        assert len(result) == o["size"] and all(isinstance(r, str) and len(r) == o["size"]
+                                                for r in result)
         flat = "".join(result)
         assert flat.count("S") == 1 and flat.count("G") == 1
     elif kind == "music":
-        notes = getattr(result, "notes", None)
-        if notes is None:        # the older pitch-list melody
-            assert all(isinstance(p, int) and -1 <= p <= 127 for p in result)
-        else:
-            assert notes and all((p is None or 0 <= p <= 127) and d >= 1 for p, d in notes)
+        notes = result.notes
+        assert notes and all((p is None or 0 <= p <= 127) and d >= 1 for p, d in notes)
     elif kind == "dialogue":
-        assert isinstance(result, str) and result.strip()
+        assert isinstance(result, str) and result.strip() and result.act
+        assert result.transcript[-1] == result
     elif kind == "recommend":
-        assert len(set(result)) == len(result) == opts.get("k", len(result))
-        assert not set(result) & set(opts.get("history", []))
+        assert len(set(result)) == len(result) == o["k"]
+        assert not set(result) & set(o["exclude"])
+        if not o["allow_repeats"]:
+            assert not set(result) & set(o["history"])
 
 
 def call_bounded(kind, opts):
@@ -68,9 +74,6 @@ def call_bounded(kind, opts):
     t0 = time.perf_counter()
     try:
         result = runtime.generate(kind, seed=0, **opts)
-        if kind == "text" and opts.get("stream") is True:
-            result = list(result)
-            opts = {**opts, "stream": True}
         check_result(kind, result, opts)
     except ValueError as exc:
         assert str(exc), "ValueError without a message"

@@ -66,7 +66,7 @@ def test_digit_moves_and_persists(models):
 def test_opening_digits_are_the_ones_the_class_head_accepts(models):
     """quality > 0: each opening digit is the first draw the image classifier (class head)
     reads as its class with p >= 0.99 (else the most confident of K); quality 0: plain draws."""
-    from runtime import image as rimage
+    from tests.test_image import run_in_chunks
 
     model = runtime.load("video", models_dir=models)
     rule = model.images().rule()
@@ -75,13 +75,13 @@ def test_opening_digits_are_the_ones_the_class_head_accepts(models):
     labels = np.random.default_rng(3).integers(0, 10, size=12)
     tiles, drawn = model.opening_digits(rng, 12, 0.5)
     np.testing.assert_array_equal(drawn, labels)
-    logp = rimage._run_chunked(clf, tiles, labels.astype(np.int64))
+    logp = run_in_chunks(clf, tiles, labels.astype(np.int64))
     assert (logp >= rule.log_class_prob).mean() >= 0.9
     plain, _ = model.opening_digits(np.random.default_rng(3), 12, 0.0)
     again, _ = model.opening_digits(np.random.default_rng(3), 12, 0.0)
     np.testing.assert_array_equal(plain, again)
     assert np.abs(plain - tiles).max() > 0.5      # the class head changed some digits
-    assert (rimage._run_chunked(clf, plain, labels.astype(np.int64))
+    assert (run_in_chunks(clf, plain, labels.astype(np.int64))
             >= rule.log_class_prob).mean() <= (logp >= rule.log_class_prob).mean()
 
 

@@ -16,22 +16,21 @@ def metrics(exported_dir):
 
 
 def test_release_gate_digits_move_like_real_clips(metrics):
-    t = metrics["targets"]
-    assert t["moves_displacement_ge_half_real"] and t["pixel_change_within_0.5x_2x_real"]
-    g, copy = metrics["generated_1digit"], metrics["copy_last_frame_1digit"]
+    g, real = metrics["generated_1digit"], metrics["real_clips_1digit"]
+    copy = metrics["copy_last_frame_1digit"]
+    assert g["mean_centroid_displacement_px"] >= 0.5 * real["mean_centroid_displacement_px"]
+    assert 0.5 <= g["mean_abs_pixel_change"] / real["mean_abs_pixel_change"] <= 2.0
     assert g["mean_centroid_displacement_px"] > copy["mean_centroid_displacement_px"] + 0.5
 
 
 def test_release_gate_beats_copying_the_last_frame(metrics):
     """Next-frame prediction from real contexts of held-out digits: lower L1 than repeating
     the last frame (the strongest simple baseline)."""
-    assert metrics["targets"]["beats_copy_last_frame_l1"]
     p = metrics["prediction_from_real_context"]
     assert p["l1_model_mean"] < p["l1_copy_last_frame_mean"]
 
 
 def test_release_gate_digit_stays_recognisable_and_inked(metrics):
     g = metrics["generated_1digit"]
-    assert metrics["targets"]["recognisable_agreement_ge_0.8"]
     assert g["class_agreement_with_first_frame"] >= 0.8
     assert 0.8 <= g["ink_last_over_first"] <= 1.3
