@@ -35,7 +35,7 @@ import numpy as np
 from runtime import options as _check
 from runtime.dialogue_domain import A_NONE, BOOKING, CONSTRAINTS, N_ACTIONS, Catalogue, SystemAct
 from runtime.dialogue_replies import SystemReader, render, template_key
-from runtime.dialogue_tracker import OBS_DIM, Tracker, mask_from_obs, resolve_action
+from runtime.dialogue_tracker import OBS_DIM, Tracker, mask_row, resolve_action
 from runtime.dialogue_understanding import READ_CHARS, Understanding
 from runtime.errors import ModelError
 from runtime.model import Model, Option, Options
@@ -147,14 +147,15 @@ class DialogueModel(Model):
         return tracker, transcript + [history[0]], bool(state.get("system_opened"))
 
     def _policy(self, tracker: Tracker) -> int:
-        obs = tracker.features()[None]
+        f = tracker.feature_list()
+        obs = np.array([f], np.float32)
         sess = self.session("q")
         (q,) = self.run(sess, {sess.get_inputs()[0].name: obs})
         if q.shape != (1, N_ACTIONS):
             raise ModelError(f"the dialogue Q-network returned shape {q.shape}, expected "
                              f"(1, {N_ACTIONS}) for observations of {OBS_DIM}: re-export "
                              f"dialogue")
-        return int(np.argmax(np.where(mask_from_obs(obs)[0], q[0], -np.inf)))
+        return int(np.argmax(np.where(mask_row(f), q[0], -np.inf)))
 
     @staticmethod
     def _reply(text, act, tracker: Tracker, transcript, opened) -> Reply:

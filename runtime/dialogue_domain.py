@@ -36,7 +36,7 @@ _REF_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 
 
 def booking_ref(rng: np.random.Generator) -> str:
-    return "".join(_REF_ALPHABET[int(k)] for k in rng.integers(0, len(_REF_ALPHABET), 6))
+    return "".join(_REF_ALPHABET[k] for k in rng.integers(0, len(_REF_ALPHABET), 6).tolist())
 
 
 def minutes(hhmm: str) -> int:

@@ -183,6 +183,10 @@ class Tracker:
 
     # -- observation ---------------------------------------------------------------------------
     def features(self) -> np.ndarray:
+        return np.array(self.feature_list(), np.float32)
+
+    def feature_list(self) -> list:
+        """The observation as a plain list (:func:`mask_row` reads it without numpy)."""
         f = [0.0] * OBS_DIM      # a list, converted once: numpy item assignment is slower
         i = _F_SLOT
         for s in INFORMABLE:
@@ -211,10 +215,10 @@ class Tracker:
             f[_F_USER + USER_ACTS.index(a)] = 1.0
         f[_F_SYS + self.last_sys.action] = 1.0
         f[_F_TURN] = min(self.turn, MAX_TURN) / MAX_TURN
-        return np.array(f, np.float32)
+        return f
 
     def mask(self) -> np.ndarray:
-        return mask_from_obs(self.features()[None])[0]
+        return np.array(mask_row(self.feature_list()), bool)
 
     # -- state for apps (JSON) -----------------------------------------------------------------
     def to_state(self) -> dict:
@@ -304,6 +308,31 @@ def mask_from_obs(obs: np.ndarray) -> np.ndarray:
     m[:, A_INFORM] = offered & (req[:, :, 0] & ~req[:, :, 1]).any(axis=1)
     m[st["done"]] = False                  # the user said goodbye: say goodbye
     m[st["done"], A_BYE] = True
+    return m
+
+
+def mask_row(f: list) -> list[bool]:
+    """:func:`mask_from_obs` for one observation as a list, in plain Python (a reply needs one
+    row; numpy's per-call overhead is most of the batched version's cost there)."""
+    on = [x > 0.5 for x in f]
+    m = [True] * N_ACTIONS
+    if on[_F_STATE + STATE_FEATURES.index("done")]:
+        return [a == A_BYE for a in range(N_ACTIONS)]
+    st = dict(zip(STATE_FEATURES, on[_F_STATE:_F_STATE + len(STATE_FEATURES)]))
+    filled = []
+    for k, s in enumerate(INFORMABLE):
+        base = _F_SLOT + k * len(SLOT_FEATURES)
+        filled.append(on[base])
+        m[A_CONFIRM[s]] = on[base] and not (on[base + 1] or on[base + 3])
+        m[A_REQUEST[s]] = not on[base] and f[base + 4] < 0.9
+    offered, fresh = st["offered"], st["fresh"]
+    m[A_OFFER] = not offered and fresh and (all(filled[:len(CONSTRAINTS)]) or on[_F_COUNT + 1])
+    m[A_NOMATCH] = not offered and not fresh
+    ready = offered and all(filled[len(CONSTRAINTS):]) and not st["booking_current"]
+    m[A_BOOK] = ready and not st["has_booking"] and not st["booking_invalid"]
+    m[A_CHANGE] = ready and st["has_booking"] and not st["booking_invalid"]
+    m[A_REJECT] = ready and st["booking_invalid"]
+    m[A_INFORM] = offered and any(on[i] and not on[i + 1] for i in range(_F_REQ, _F_STATE, 2))
     return m
 
 
