@@ -241,13 +241,17 @@ def resolve_precision(kind: str, precision: str, models_dir=None) -> str:
 
 
 def _role_for(kind: str, role: str, precision: str, files: dict) -> str:
+    """The file role that serves ``role`` at ``precision``: at int8 its ``_int8`` variant, or
+    the float file where that role has none (the image classifier)."""
     if precision == "fp32":
         return role
     if precision != "int8":
         raise ValueError(f"precision must be one of fp32, int8; got {precision!r}")
-    if f"{role}_int8" not in files:
+    if f"{role}_int8" in files:
+        return f"{role}_int8"
+    if not any(r.endswith("_int8") for r in files):
         raise ValueError(f"precision='int8' is not available for {kind!r}: it ships fp32 only")
-    return f"{role}_int8"
+    return role
 
 
 def load_session(kind: str, role: str, models_dir=None, precision: str = "fp32"):

@@ -111,13 +111,19 @@ def test_int8_generation_runs_the_int8_files():
         assert np.abs(fp32 - int8).mean() < 3          # same digits, ~1 grey level of error
         assert not np.array_equal(fp32, int8)          # and really the int8 files
         assert "static" in runtime.info("image")["files"]["generator_int8"]["quantization"]
-        if "classifier_int8" in runtime.info("image")["files"]:   # quality > 0 in int8 too
-            recorder = Recorder()
-            picked = runtime.load("image", precision="int8", session_factory=recorder).generate(
-                n=4, quality=1.0, seed=5)
-            assert {(r, p) for _, r, p in recorder.calls} == {("generator", "int8"),
-                                                              ("classifier", "int8")}
-            assert picked.shape == (4, 28, 28)
+        recorder = Recorder()                                      # quality > 0 in int8 too
+        picked = runtime.load("image", precision="int8", session_factory=recorder).generate(
+            n=4, quality=1.0, seed=5)
+        assert {(r, p) for _, r, p in recorder.calls} == {("generator", "int8"),
+                                                          ("classifier", "int8")}
+        assert picked.shape == (4, 28, 28)
+        if "classifier_int8" not in runtime.info("image")["files"]:
+            # a role without an int8 variant is served by its float file at int8
+            x = np.random.default_rng(0).uniform(-1, 1, (8, 28, 28)).astype(np.float32)
+            feeds = {"images": x, "label": np.arange(8, dtype=np.int64)}
+            at_int8 = registry.load_session("image", "classifier", None, "int8")
+            at_fp32 = registry.load_session("image", "classifier", None, "fp32")
+            assert np.array_equal(at_int8.run(None, feeds)[0], at_fp32.run(None, feeds)[0])
 
 
 def _toy_generator(onnx, z_dim=8, channels=4):
