@@ -67,11 +67,12 @@ def judge_auc(real: list[str], fake: list[str], seed: int, l2: float = 1e-3,
     tr, te = idx[: len(y) // 2], idx[len(y) // 2:]
     w, b = np.zeros(x.shape[1]), 0.0
     lr = 2.0
+    x_tr, y_tr = x[tr].astype(np.float64), y[tr]     # once: not gathered and cast every step
     for _ in range(steps):                    # full-batch gradient descent (convex)
-        z = x[tr] @ w + b
+        z = x_tr @ w + b
         p = 1.0 / (1.0 + np.exp(-z))
-        g = p - y[tr]
-        w -= lr * (x[tr].T @ g / len(tr) + l2 * w)
+        g = p - y_tr
+        w -= lr * (x_tr.T @ g / len(tr) + l2 * w)
         b -= lr * g.mean()
     return roc_auc(x[te] @ w + b, y[te])
 
