@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import mmap
 import os
 import sys
 import threading
@@ -346,9 +347,26 @@ def read_json(kind: str, role: str, models_dir=None):
                          f"({exc}); re-export {kind}") from None
 
 
+# Address space a run must find free in low-memory mode before onnxruntime gets it: some of
+# its kernels (the int8 QDQ convolutions) crash the process instead of failing when an
+# allocation fails, which no Python code can catch.
+LOW_MEMORY_HEADROOM = 8 << 20
+
+
+def _check_headroom(sess) -> None:
+    try:
+        mmap.mmap(-1, LOW_MEMORY_HEADROOM).close()    # reserved, never touched: no RAM used
+    except (OSError, MemoryError):
+        path = _session_files.get(sess, "a model") if _weakrefable(sess) else "a model"
+        raise out_of_memory(path, "running") from None
+
+
 def run(sess, feeds: dict, outputs: list[str] | None = None) -> list[np.ndarray]:
     """``sess.run`` with onnxruntime failures turned into ModelError (never a raw traceback);
-    running out of memory says so and names the model file."""
+    running out of memory says so and names the model file. In low-memory mode a run first
+    checks that ``LOW_MEMORY_HEADROOM`` bytes of address space are free."""
+    if _settings["low_memory"]:
+        _check_headroom(sess)
     try:
         return sess.run(outputs, feeds)
     except Exception as exc:      # MemoryError included

@@ -159,6 +159,34 @@ def test_out_of_memory_loading_or_running_names_the_file(models_copy, monkeypatc
     assert name in str(err.value) and "opset" not in str(err.value)
 
 
+def test_low_memory_runs_check_headroom_before_onnxruntime(models_copy, monkeypatch):
+    """Some onnxruntime kernels crash instead of failing when an allocation fails: in
+    low-memory mode a run whose headroom cannot be reserved is an out-of-memory ModelError
+    naming the file, and onnxruntime is never called."""
+    import mmap
+
+    manifest = json.loads((models_copy / "manifest.json").read_text())
+    onnx_files = _onnx_files(manifest)
+    if not onnx_files:
+        pytest.skip("no shipped models")
+    name, (kind, role, _) = next(iter(onnx_files.items()))
+    sess = registry.load_session(kind, role, models_copy)
+    called = []
+    monkeypatch.setattr(sess, "run", lambda *a, **k: called.append(a) or [])
+
+    def no_address_space(*args, **kwargs):
+        raise OSError(12, "Cannot allocate memory")
+    monkeypatch.setattr(mmap, "mmap", no_address_space)
+    assert registry.run(sess, {}) == [] and len(called) == 1     # not checked by default
+    runtime.configure(low_memory=True)
+    try:
+        with pytest.raises(ModelError, match="out of memory running") as err:
+            registry.run(sess, {})
+    finally:
+        runtime.configure(low_memory=False)
+    assert name in str(err.value) and len(called) == 1
+
+
 def test_importing_the_runtime_writes_nothing_under_home(tmp_path):
     """onnxruntime's telemetry wrote ~/.cache/Microsoft/.../onnxruntime.db on import."""
     kinds = shipped_kinds()
