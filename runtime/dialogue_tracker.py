@@ -275,7 +275,10 @@ def mask_from_obs(obs: np.ndarray) -> np.ndarray:
     """Valid actions from observations [B, OBS_DIM] -> bool [B, N_ACTIONS].
 
     request_s: s holds no value yet and was asked fewer than 3 times (a value heard, right or
-    wrong, is checked with confirm_s; a "no" clears it); reqmore / bye: always;
+    wrong, is checked with confirm_s; a "no" clears it); bye: always; reqmore: no restaurant on
+    the table but some match (it asks for more preferences; with none, say so), or something
+    done for the one on the table (the booking is current, info was told, or the user wants
+    no booking): "anything else?" is no answer to "book it";
     confirm_s: s holds a value (not dontcare) that the user
     has not confirmed; offer: no restaurant on the table, some not-rejected restaurant matches
     and every constraint is filled (or exactly one restaurant matches); nomatch: no restaurant
@@ -306,6 +309,8 @@ def mask_from_obs(obs: np.ndarray) -> np.ndarray:
     m[:, A_REJECT] = ready & st["booking_invalid"]
     req = obs[:, _F_REQ:_F_STATE].reshape(-1, len(REQUESTABLE), 2) > 0.5
     m[:, A_INFORM] = offered & (req[:, :, 0] & ~req[:, :, 1]).any(axis=1)
+    m[:, A_REQMORE] = (~offered & fresh) | st["booking_current"] | st["no_booking"] \
+        | req[:, :, 1].any(axis=1)
     m[st["done"]] = False                  # the user said goodbye: say goodbye
     m[st["done"], A_BYE] = True
     return m
@@ -333,6 +338,8 @@ def mask_row(f: list) -> list[bool]:
     m[A_CHANGE] = ready and st["has_booking"] and not st["booking_invalid"]
     m[A_REJECT] = ready and st["booking_invalid"]
     m[A_INFORM] = offered and any(on[i] and not on[i + 1] for i in range(_F_REQ, _F_STATE, 2))
+    m[A_REQMORE] = (not offered and fresh) or st["booking_current"] or st["no_booking"] or any(
+        on[i + 1] for i in range(_F_REQ, _F_STATE, 2))
     return m
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from runtime.dialogue_domain import (
-    A_BOOK, A_CHANGE, A_INFORM, A_NOMATCH, A_OFFER, A_REJECT, A_REQUEST, DONTCARE, Catalogue,
-    SystemAct,
+    A_BOOK, A_CHANGE, A_INFORM, A_NOMATCH, A_OFFER, A_REJECT, A_REQMORE, A_REQUEST, DONTCARE,
+    Catalogue, SystemAct,
 )
 from runtime.dialogue_replies import SystemReader, render
 from runtime.dialogue_spelling import Speller, osa_distance
@@ -175,6 +175,15 @@ def test_tracker_masks_the_richer_act_set():
     t.user(NLU.parse("can you change that to 4 people?", t.last_sys))
     assert t.mask()[A_CHANGE] and not t.mask()[A_BOOK]
     assert t.features()[feature_index(None, "has_booking")] == 1.0
+    t = _tracker("a table for a couple at a cheap italian place in the north")
+    t.system(resolve_action(t, A_OFFER, np.random.default_rng(0)))
+    t.user(NLU.parse("great, book it please", t.last_sys))
+    m = t.mask()                      # "book it" with the time missing: ask for it
+    assert m[A_REQUEST["time"]] and not (m[A_REQMORE] or m[A_INFORM] or m[A_BOOK])
+    t.system(resolve_action(t, A_REQUEST["time"], np.random.default_rng(0)))
+    t.user(NLU.parse("7pm", t.last_sys))
+    t.system(resolve_action(t, A_BOOK, np.random.default_rng(0)))
+    assert t.mask()[A_REQMORE]        # the booking is made: "anything else?"
     t = _tracker("cheap italian")
     for _ in range(3):
         assert t.mask()[A_REQUEST["area"]]

@@ -211,14 +211,16 @@ def _summary(rows: list) -> dict:
 
 
 def run_dialogues(policy, catalogue, *, n: int = 1000, noise: float = 0.0, seed: int = 0,
-                  bank: str = "train", batch: int = 100, cfg: SimConfig | None = None) -> dict:
+                  bank: str = "train", batch: int = 100, cfg: SimConfig | None = None,
+                  outcomes: bool = False) -> dict:
     """Simulate ``n`` dialogues (episode i uses seed ``seed * 1_000_003 + i``, so every policy
     meets the same users) -> success, clean (success with no repeat), mean turns and return,
-    overall and per goal type (``by_goal``)."""
+    overall and per goal type (``by_goal``); with ``outcomes``, also ``success`` and ``turns``
+    per episode (arrays in episode order, for paired comparisons)."""
     base = cfg or SimConfig()
     cfg = SimConfig(**{**base.__dict__, "noise": float(noise), "bank": bank})
     cat = catalogue if isinstance(catalogue, Catalogue) else Catalogue(catalogue)
-    rows, kinds = [], []
+    rows, kinds, order = [], [], []
     for start in range(0, n, batch):
         envs = [DialogueEnv(cat, cfg) for _ in range(min(batch, n - start))]
         obs = np.stack([e.reset(seed=seed * 1_000_003 + start + i)[0] for i, e in enumerate(envs)])
@@ -234,6 +236,7 @@ def run_dialogues(policy, catalogue, *, n: int = 1000, noise: float = 0.0, seed:
                 if term or trunc:
                     rows.append((info["success"], info["clean"], info["turns"], ret[i]))
                     kinds.append(info["goal_kind"])
+                    order.append(start + i)
                 else:
                     still.append(i)
             active = still
@@ -242,5 +245,9 @@ def run_dialogues(policy, catalogue, *, n: int = 1000, noise: float = 0.0, seed:
     for k, row in zip(kinds, rows):
         by[k].append(row)
     out["by_goal"] = {k: _summary(by[k]) for k in GOAL_TYPES if by[k]}
+    if outcomes:
+        rank = np.argsort(order)
+        out["success"] = np.array([rows[k][0] for k in rank], bool)
+        out["turns"] = np.array([rows[k][2] for k in rank], float)
     return out
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.dialogue_domain import (
-    A_BOOK, A_BYE, A_CHANGE, A_INFORM, A_NOMATCH, A_NONE, A_OFFER, A_REJECT, ACTIONS, BOOKING,
-    CONSTRAINTS, DONTCARE, Catalogue, SystemAct,
+    A_BOOK, A_BYE, A_CHANGE, A_INFORM, A_NOMATCH, A_NONE, A_OFFER, A_REJECT, A_REQMORE, ACTIONS,
+    BOOKING, CONSTRAINTS, DONTCARE, Catalogue, SystemAct,
 )
 from trainer.dialogue_goals import Goal
 
@@ -192,6 +192,8 @@ class UserSimulator:
                 self.intent = "affirm"
                 return [("affirm", None, None)]
             return self._mistake([("negate", None, None)] + self._inform([act.slot]))
+        if a == A_REQMORE and act.value != "open":
+            return self._on_reqmore()
         handlers = {A_OFFER: self._on_offer, A_NOMATCH: self._on_nomatch,
                     A_BOOK: self._on_book, A_CHANGE: self._on_book, A_REJECT: self._on_reject,
                     A_INFORM: self._on_inform}
@@ -292,6 +294,19 @@ class UserSimulator:
             self.intent = "reject"
             return [("reqalts", None, None)]
         return self._mistake([("negate", None, None)] + self._inform([slot]))
+
+    def _on_reqmore(self) -> list:
+        """"Anything else?" while the booking the user wants at the restaurant it accepted is
+        not made: it asks for the booking again ("yes, book it"), without the details nobody
+        asked for; a repeat if it had already asked."""
+        g = self.goal
+        if g.book and self.accepted is not None and not self.pending and (
+                self.booking is None or self.booking[0] != self.accepted):
+            if self.intent == "book":
+                self.repeats += 1
+            self.intent = "book"
+            return [("affirm", None, None)]
+        return self._next()
 
     def _on_inform(self, act: SystemAct) -> list:
         r = act.restaurant
