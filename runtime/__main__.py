@@ -5,11 +5,11 @@
     python -m runtime generate KIND [--seed N] [--out PATH] [--precision auto|fp32|int8] [--OPTION VALUE ...]
 
 Each option value is read by the option's declared type: a string option (``--prompt 1984``)
-keeps the text as it is; numbers and booleans are read as JSON (``--k 5``, ``--stream true``);
-a list option (``history``, ``stop``, ...) given several times collects the values
-(``--history 3 --history 17``), and a JSON list (``--history "[3, 17]"``) gives several at
-once. Options of a kind's own type are read as JSON when they parse and as strings otherwise.
-The sample is written with the result's own writer to ``--out`` (default
+keeps the text as it is; numbers and booleans are read as JSON (``--k 5``,
+``--end_on_tonic false``); a list option (``history``, ``stop``, ...) given several times
+collects the values (``--history 3 --history 17``), and a JSON list (``--history "[3, 17]"``)
+gives several at once. Options of a kind's own type are read as JSON when they parse and as
+strings otherwise. The sample is written with the result's own writer to ``--out`` (default
 ``out/KIND.SUFFIX``). Examples:
 
     python -m runtime generate text --prompt "The list " --max_tokens 200 --seed 1
@@ -101,22 +101,15 @@ def parse_options(tokens: list[str], declared: dict | None = None) -> dict:
 
 
 def default_path(kind: str, result) -> Path:
-    from runtime import media
-
-    suffix = getattr(type(result), "suffix", None) or media.EXTENSIONS.get(kind, ".txt")
-    return Path("out") / f"{kind}{suffix}"
+    return Path("out") / f"{kind}{type(result).suffix}"
 
 
-def save(kind: str, result, path: Path, options: dict) -> str:
-    """Write ``result`` to ``path`` with its own ``save`` (the media writers for kinds that
-    have none); a folder that cannot be written is a clear error, not a traceback."""
-    from runtime import media
-
+def save(result, path: Path) -> str:
+    """Write ``result`` to ``path`` with its own ``save`` (every kind's result has one); a
+    folder that cannot be written is a clear error, not a traceback."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        if hasattr(result, "save"):
-            return result.save(path)
-        return media.write_sample(kind, result, path, options)
+        return result.save(path)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ValueError(f"cannot write {path} ({reason}): pass --out with a writable path")
@@ -147,10 +140,8 @@ def cmd_generate(kind: str, seed, out, precision, models_dir, extra: list[str]) 
     options = parse_options(extra, _declared(kind))
     result = runtime.generate(kind, seed=seed, models_dir=models_dir, precision=precision,
                               **options)
-    if options.get("stream"):
-        result = "".join(result)
     path = Path(out) if out else default_path(kind, result)
-    print(save(kind, result, path, options))
+    print(save(result, path))
     print(f"wrote {path}")
     return 0
 
@@ -196,7 +187,7 @@ def cmd_demo(out: str, models_dir) -> int:
         else:
             result = runtime.generate(kind, seed=0, models_dir=models_dir, **options)
         path = out_dir / default_path(kind, result).name
-        summary = save(kind, result, path, options)
+        summary = save(result, path)
         print(f"--- {kind} -> {path}")
         print(summary)
     return 0

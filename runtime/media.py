@@ -5,14 +5,9 @@ only when such a file is written.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
-
-EXTENSIONS = {"text": ".txt", "image": ".png", "video": ".gif", "level": ".txt",
-              "music": ".mid", "dialogue": ".txt", "recommend": ".json"}
-NOTE_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
 
 
 def _need(module: str):
@@ -24,10 +19,6 @@ def _need(module: str):
         package = "Pillow" if module.startswith("PIL") else module
         raise RuntimeError(f"writing this file needs {package}, in the runtime's media extra: "
                            f"pip install 'rlgen[media]' (or pip install {package})") from None
-
-
-def note_name(pitch: int) -> str:
-    return f"{NOTE_NAMES[pitch % 12]}{pitch // 12 - 1}"
 
 
 SHADES = " .:-=+*#%@"
@@ -96,43 +87,6 @@ def write_midi(path: Path, notes, ticks_per_step: int = 120, velocity: int = 80,
     if rest:                     # a trailing rest still takes its time
         track.append(mido.MetaMessage("end_of_track", time=rest))
     mid.save(str(path))
-
-
-def write_sample(kind: str, result, path: Path, options: dict) -> str:
-    """Write ``result`` of ``kind`` to ``path``; return a short human-readable summary."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "text":
-        path.write_text(result + "\n", encoding="utf-8")
-        return (options.get("prompt") or "") + result
-    if kind == "image":
-        write_png(path, result)
-        return (f"{result.shape[0]} images of {result.shape[1]}x{result.shape[2]} (grid); "
-                f"the first ones:\n{ascii_strip(result)}")
-    if kind == "video":
-        write_gif(path, result)
-        every = max(1, len(result) // 6)
-        return (f"{result.shape[0]} frames of {result.shape[1]}x{result.shape[2]}; one frame in "
-                f"{every}:\n{ascii_strip(result[::every], step=3)}")
-    if kind == "level":
-        if path.suffix.lower() == ".png":
-            write_level_png(path, list(result))
-        else:
-            path.write_text("\n".join(result) + "\n", encoding="utf-8")
-        return "\n".join(result)
-    if kind == "music":
-        write_midi(path, result)
-        return " ".join(note_name(p) if p >= 0 else "rest" for p in result)
-    if kind == "dialogue":
-        history = list(options.get("history") or [])
-        turns = history + [result]
-        speakers = ["user" if i % 2 == 0 else "system" for i in range(len(history))] + ["system"]
-        lines = [f"{who}: {text}" for who, text in zip(speakers, turns)]
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        return "\n".join(lines)
-    if kind == "recommend":
-        path.write_text(json.dumps({"history": options.get("history", []), "slate": result}) + "\n")
-        return f"history {options.get('history', [])} -> slate {result}"
-    raise ValueError(f"no writer for kind {kind!r}")
 
 
 LEVEL_COLOURS = {"#": (40, 40, 48), ".": (225, 220, 205), "S": (60, 170, 75),
