@@ -7,13 +7,15 @@ Actions: the catalogue's items, scored by ``Q(state, item features)``
 
 Slates in training (the DQN action is one item): the slate shown to the simulated user is
 [action] + the top-(k-1) other allowed items by the same batch of Q-values (``slate_builder``,
-through ``train_dqn(env_action_fn=...)``), and the transition stores the action with the
-slate's reward (the watch time of whatever the user clicked).  With probability 1 - epsilon the
-action is the argmax, so the greedy training slate is exactly the served top-k slate.  Double
-DQN, 3-step returns, Huber loss, hard target updates.
+through ``train_dqn(env_action_fn=...)``).  The full profile trains on one-item slates
+(``train_slate_k = 1``): the reward is then the action's own (its watch time when clicked), so
+Q(s, i) is item i's value; with longer training slates the action was credited with whatever
+the user clicked.  The served slate is the top-k by the same Q-values.  Double DQN, n-step
+returns, Huber loss, hard target updates.
 
-The learned myopic baseline is the same network and trainer with gamma = 0 (a one-step reward
-model on the same state and slates).  Evaluation: ``trainer.recommend_eval``.
+Two runs share the network and the trainer: ``myopic`` (gamma = 0, a one-step reward model)
+and ``dqn`` (gamma, n-step).  ``Config.ship`` picks the one that is exported; the other is
+evaluated next to it (the ablation).  Evaluation: ``trainer.recommend_eval``.
 """
 from __future__ import annotations
 
@@ -48,7 +50,7 @@ class Config:
     learning_rate: float = 5e-4
     buffer_size: int = 100_000
     batch_size: int = 64
-    gamma: float = 0.6
+    gamma: float = 0.95
     tau: float = 1.0
     target_update_every: int = 250
     start_epsilon: float = 1.0
@@ -64,8 +66,14 @@ class Config:
     num_envs: int = 16
     checkpoint_every: int = 10_000
     prioritized: bool = False
-    n_step: int = 1
-    train_slate_k: int = 5           # slate size in training: [DQN action] + top-(k-1) by Q
+    n_step: int = 3
+    # slate size in training: [DQN action] + top-(k-1) by Q.  1: one-item slates, so the reward
+    # belongs to the action (with 5-item slates the action's Q learned the reward of whatever
+    # the user clicked: 0.75x the return of one-item training, see docs/kinds/recommend.md)
+    train_slate_k: int = 1
+    # which trained run is exported and served: "dqn" (gamma) or "myopic" (gamma 0); the other
+    # one is evaluated next to it
+    ship: str = "myopic"
     # learned myopic baseline: the same DQN with gamma = 0; 0 = skip it
     myopic_steps: int = 90_000
     # the DQN starts from the myopic network's weights (a one-step reward model) and is
@@ -106,7 +114,7 @@ def shipped_catalogue(raw: dict) -> dict:
     return {k: v for k, v in raw.items() if k != "appeal"}
 
 
-def _dqn_config(cfg: Config, *, gamma=None, total_steps=None):
+def _dqn_config(cfg: Config, *, gamma=None, total_steps=None, n_step=None):
     from trainer.dqn import DQNConfig
 
     return DQNConfig(total_steps=total_steps or cfg.total_steps, learning_rate=cfg.learning_rate,
@@ -118,7 +126,8 @@ def _dqn_config(cfg: Config, *, gamma=None, total_steps=None):
                      learning_starts=cfg.learning_starts, train_every=cfg.train_every,
                      hidden=tuple(cfg.hidden), double_dqn=cfg.double_dqn, num_envs=cfg.num_envs,
                      seed=cfg.seed, checkpoint_every=cfg.checkpoint_every,
-                     prioritized=cfg.prioritized, n_step=cfg.n_step)
+                     prioritized=cfg.prioritized,
+                     n_step=cfg.n_step if n_step is None else n_step)
 
 
 def make_q_network(cfg: Config, name: str = "q"):
@@ -183,7 +192,8 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
     for name, gamma, steps in runs:
         if name == "dqn" and warm:
             _warm_start(work_dir / "myopic", work_dir / name)
-        dcfg = _dqn_config(cfg, gamma=gamma, total_steps=steps)
+        # gamma 0 needs no multi-step returns (the target is the reward either way)
+        dcfg = _dqn_config(cfg, gamma=gamma, total_steps=steps, n_step=1 if gamma == 0 else None)
         _, hist = train_dqn(make_env, dcfg, work_dir / name, strategy=strategy,
                             action_mask_fn=action_mask(cfg), progress_desc=f"recommend {name}",
                             q_network_fn=lambda d, n, qname: make_q_network(cfg, qname),
@@ -198,6 +208,15 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
                                  "Huber loss per update": hist["losses"]},
                                 xlabel="episode | update", title="recommend DQN")
     save_json(work_dir / "train_summary.json", summary)
+
+
+def shipped_run(cfg: Config) -> str:
+    """The run whose network is exported: ``cfg.ship`` ("dqn" or "myopic")."""
+    if cfg.ship not in ("dqn", "myopic"):
+        raise ValueError(f"ship must be 'dqn' or 'myopic', got {cfg.ship!r}")
+    if cfg.ship == "myopic" and cfg.myopic_steps <= 0:
+        return "dqn"
+    return cfg.ship
 
 
 def load_q(cfg: Config, work_dir: Path, name: str):
@@ -233,7 +252,7 @@ def _signature(cfg: Config) -> list:
 def tf_functions(cfg: Config, work_dir: Path | None) -> dict:
     """role -> (TensorFlow function, input signature) of what ships (the edge benchmark's
     TensorFlow row); ``work_dir=None``: freshly initialised weights of the same graph."""
-    q = load_q(cfg, work_dir, "dqn") if work_dir is not None else make_q_network(cfg, "q")
+    q = load_q(cfg, work_dir, shipped_run(cfg)) if work_dir is not None else make_q_network(cfg, "q")
     return {"q": (score_function(q), _signature(cfg))}
 
 
@@ -255,7 +274,7 @@ def export(cfg: Config, work_dir: Path, out_dir: Path) -> None:
     from trainer.export import export_tf_function, quantize_int8, write_entry, write_json
 
     out_dir = Path(out_dir)
-    q = load_q(cfg, work_dir, "dqn")
+    q = load_q(cfg, work_dir, shipped_run(cfg))
     e_q = export_tf_function(score_function(q), _signature(cfg), kind=KIND, role="q", out_dir=out_dir,
                              sample_inputs=_sample_inputs(cfg))
     e_q8 = quantize_int8(e_q, kind=KIND, role="q_int8", out_dir=out_dir)

@@ -106,12 +106,16 @@ def policies(cfg, work_dir: Path, models_dir: Path, cat=None) -> dict:
 
 
 def _checkpoint_policies(cfg, work_dir: Path) -> dict:
-    """The learned myopic network (gamma 0) and the from-scratch DQN ablation, in TensorFlow."""
+    """The learned myopic network (gamma 0), the gamma DQN when it is not the shipped one
+    (``dqn_gamma``) and the from-scratch DQN ablation, in TensorFlow."""
     import tensorflow as tf
-    from trainer.recommend import load_q
+    from trainer.recommend import load_q, shipped_run
 
     out = {}
-    for name, run in (("myopic_learned", "myopic"), ("dqn_from_scratch", "dqn_scratch")):
+    runs = [("myopic_learned", "myopic"), ("dqn_from_scratch", "dqn_scratch")]
+    if shipped_run(cfg) != "dqn":
+        runs.insert(1, ("dqn_gamma", "dqn"))
+    for name, run in runs:
         if not (Path(work_dir) / run / "checkpoints" / "checkpoint").exists():
             continue
         q = load_q(cfg, work_dir, run)
@@ -211,6 +215,8 @@ def evaluate(cfg, work_dir: Path, models_dir: Path) -> dict:
     probes = slate_probes(cfg, models_dir)
     p = sessions["policies"]
     dqn = p["dqn"]["mean_return"]
+    from trainer.recommend import shipped_run
+    gamma_run = p.get("dqn_gamma", p["dqn"])["mean_return"]
     myopic = p.get("myopic_learned", p["history_heuristic"])["mean_return"]
     oracle = p["myopic_oracle"]["mean_return"]          # the issue's hidden-interest oracle
     f10 = probes["focused_topic_share_k10"]
@@ -219,8 +225,11 @@ def evaluate(cfg, work_dir: Path, models_dir: Path) -> dict:
         "sessions": cfg.eval_sessions, "slate_k": cfg.slate_k, "n_items": cfg.n_items,
         **sessions, "probes": probes,
         "dqn_return_vs_myopic_learned": round(dqn / myopic, 4),
-        "ablation": "myopic_learned = the same network and trainer with gamma 0 (the DQN's "
-                    "starting point); dqn_from_scratch = the DQN trained from scratch",
+        "shipped_run": shipped_run(cfg),
+        "gamma_dqn_return_vs_myopic_learned": round(gamma_run / myopic, 4),
+        "ablation": f"dqn = the shipped network (run {shipped_run(cfg)!r}); myopic_learned = "
+                    f"the same network and trainer with gamma 0; dqn_gamma = the same trained "
+                    f"with gamma {cfg.gamma} and {cfg.n_step}-step returns (when not shipped)",
         "dqn_return_vs_oracle": round(dqn / oracle, 4),
         "dqn_return_vs_myopic_oracle": round(dqn / p["myopic_oracle"]["mean_return"], 4),
         "dqn_return_vs_history_heuristic": round(dqn / p["history_heuristic"]["mean_return"], 4),
