@@ -205,6 +205,17 @@ def _fmt_ms(s: float) -> str:
     return f"{s * 1e3:8.3f} ms"
 
 
+def print_cold_start(rt: dict, tfc: dict, default: str) -> None:
+    print("\nfresh process: import + load + first token, then 200 tokens; peak RSS")
+    print(f"{'':16s} {'first token':>12s} {'ru_maxrss':>10s} {'VmHWM':>8s}")
+    print(f"{'runtime ' + default:16s} {rt['first_token_s']:11.2f}s {rt['peak_rss_mb']:8.0f}MB "
+          f"{rt['vmhwm_mb'] or 0:6.0f}MB   (TensorFlow imported: {rt['tf_loaded']})")
+    print(f"{'TF eager Keras':16s} {tfc['first_token_s']:11.2f}s {tfc['peak_rss_mb']:8.0f}MB "
+          f"{tfc['vmhwm_mb'] or 0:6.0f}MB")
+    print(f"{'ratio TF/runtime':16s} {tfc['first_token_s'] / rt['first_token_s']:11.1f}x "
+          f"{tfc['peak_rss_mb'] / rt['peak_rss_mb']:8.1f}x")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks text", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -262,16 +273,8 @@ def main(argv=None) -> int:
         print(f"{k:16s} {_fmt_ms(med[k])} {_fmt_ms(best[k])} {1 / med[k]:10.0f} "
               f"{med['TF tf.function'] / med[k]:14.1f}x {med['TF eager Keras'] / med[k]:8.1f}x")
 
-    print("\nfresh process: import + load + first token, then 200 tokens; peak RSS")
-    print(f"{'':16s} {'first token':>12s} {'ru_maxrss':>10s} {'VmHWM':>8s}")
     default = runtime.load("text", models_dir=models).precision    # what the child ran
-    print(f"{'runtime ' + default:16s} {rt['first_token_s']:11.2f}s {rt['peak_rss_mb']:8.0f}MB "
-          f"{rt['vmhwm_mb'] or 0:6.0f}MB   (TensorFlow imported: {rt['tf_loaded']})")
-    print(f"{'TF eager Keras':16s} {tfc['first_token_s']:11.2f}s {tfc['peak_rss_mb']:8.0f}MB "
-          f"{tfc['vmhwm_mb'] or 0:6.0f}MB")
-    print(f"{'ratio TF/runtime':16s} {tfc['first_token_s'] / rt['first_token_s']:11.1f}x "
-          f"{tfc['peak_rss_mb'] / rt['peak_rss_mb']:8.1f}x")
-
+    print_cold_start(rt, tfc, default)
     int8_bytes = runtime.info("text", models)["files"]["step_int8"]["bytes"]
     checks = {
         f"default precision ({default}) >= 4x faster than tf.function":
