@@ -53,8 +53,9 @@ OPTIONS = Options(
 
 
 class Slate(list):
-    """The recommended item ids, best first (a ``list[int]``), with ``.scores`` (Q-values, the
-    expected long-term watch time in simulator minutes), ``.topics`` and ``.titles``."""
+    """The recommended item ids, best first (a ``list[int]``), with ``.scores`` (Q-values; for
+    the shipped one-step network, the expected watch time of showing the item, in simulator
+    minutes), ``.topics`` and ``.titles``."""
     suffix = ".txt"
 
     def __init__(self, ids, scores, topics, titles):

@@ -30,7 +30,7 @@ from trainer.recsim import RecSimConfig, RecSimEnv, make_catalogue
 KIND = "recommend"
 DATA = ("Seeded RecSim-style simulator (trainer/recsim.py): catalogue of n_items items over "
         "n_topics topics (topic mixture, length, quality, popularity, an 8-d style embedding, "
-        "hidden appeal anti-correlated with quality); heterogeneous users (one or 2-3 favourite "
+        "hidden appeal anti-correlated with quality); heterogeneous users (one or 2-5 favourite "
         "topics, uniform over topics, a style taste) who arrive with a history drawn from their "
         "interests (or none: cold start), multinomial logit choice with a no-click option and "
         "position bias, watch time as reward, a time budget that good items partly refund, "
