@@ -47,6 +47,15 @@ def _onnx_files(manifest: dict) -> dict:
             and not f.get("checkout_only")}
 
 
+def _first_session(models_dir):
+    """(file name, kind, role, session) of the first model listed in ``models_dir``."""
+    onnx_files = _onnx_files(json.loads((models_dir / "manifest.json").read_text()))
+    if not onnx_files:
+        pytest.skip("no shipped models")
+    name, (kind, role, _) = next(iter(onnx_files.items()))
+    return name, kind, role, registry.load_session(kind, role, models_dir)
+
+
 def _feeds(sess, rng, n=8) -> dict:
     """Random inputs of the session's declared shapes; integer inputs (labels, states,
     tokens) in 0..9, valid for every shipped model."""
@@ -136,12 +145,7 @@ def test_out_of_memory_loading_or_running_names_the_file(models_copy, monkeypatc
     or MemoryError while running) become ModelError saying "out of memory" with the file."""
     import onnxruntime as ort
 
-    manifest = json.loads((models_copy / "manifest.json").read_text())
-    onnx_files = _onnx_files(manifest)
-    if not onnx_files:
-        pytest.skip("no shipped models")
-    name, (kind, role, _) = next(iter(onnx_files.items()))
-    sess = registry.load_session(kind, role, models_copy)
+    name, kind, role, sess = _first_session(models_copy)
 
     def no_memory(*args, **kwargs):
         raise MemoryError()
@@ -165,12 +169,7 @@ def test_low_memory_runs_check_headroom_before_onnxruntime(models_copy, monkeypa
     naming the file, and onnxruntime is never called."""
     import mmap
 
-    manifest = json.loads((models_copy / "manifest.json").read_text())
-    onnx_files = _onnx_files(manifest)
-    if not onnx_files:
-        pytest.skip("no shipped models")
-    name, (kind, role, _) = next(iter(onnx_files.items()))
-    sess = registry.load_session(kind, role, models_copy)
+    name, kind, role, sess = _first_session(models_copy)
     called = []
     monkeypatch.setattr(sess, "run", lambda *a, **k: called.append(a) or [])
 
