@@ -49,7 +49,7 @@ class Config:
     total_steps: int = 90_000
     learning_rate: float = 5e-4
     buffer_size: int = 100_000
-    batch_size: int = 64
+    batch_size: int = 128
     gamma: float = 0.95
     tau: float = 1.0
     target_update_every: int = 250
@@ -57,7 +57,7 @@ class Config:
     end_epsilon: float = 0.05
     exploration_fraction: float = 0.2   # of each run's steps (fine-tuning starts at the end)
     learning_starts: int = 2000
-    train_every: int = 2
+    train_every: int = 1            # an update every lock-step step (16 transitions)
     hidden: tuple = (128, 128)
     embed_dim: int = 32              # user/item embedding size of the Q head
     item_hidden: int = 64            # item tower width (item features -> embedding)
