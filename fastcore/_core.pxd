@@ -2,11 +2,17 @@
 #
 # An environment is one .pyx file: `cdef class MyEnv(Env)` implementing reset() and step()
 # without the GIL; the generic training loops in _core.pyx drive any Env.
-from libc.stdint cimport uint64_t
+from libc.stdint cimport int64_t, uint64_t
 
 
 cdef struct Rng:
     uint64_t state
+
+
+cdef inline Rng seeded_rng(uint64_t seed) noexcept nogil:
+    cdef Rng r
+    r.state = seed
+    return r
 
 
 cdef inline uint64_t rng_next(Rng* r) noexcept nogil:
@@ -74,6 +80,20 @@ cdef inline double q_learning_target(const double* next_row, int n, double rewar
     if done:
         return reward
     return reward + gamma * max_row(next_row, n)
+
+
+# Where a training loop writes each episode's return and length: pointers into two numpy
+# arrays the caller keeps (NULL when there are no episodes).
+cdef struct EpisodeLog:
+    double* returns
+    int64_t* lengths
+
+
+cdef inline EpisodeLog episode_log(double[::1] returns, int64_t[::1] lengths):
+    cdef EpisodeLog log
+    log.returns = &returns[0] if returns.shape[0] > 0 else NULL
+    log.lengths = &lengths[0] if lengths.shape[0] > 0 else NULL
+    return log
 
 
 # The seedable generator as a Python object (its state is one splitmix64 word); environments'

@@ -401,23 +401,18 @@ def train_q(env, q, episodes, *, alpha=0.1, gamma=0.9, epsilon=0.1, epsilon_deca
     elif q2 is not None:
         raise ValueError(f"q2 is only used with algorithm='double_q', not {algorithm!r}")
 
-    returns = np.zeros(episodes, dtype=np.float64)
-    lengths = np.zeros(episodes, dtype=np.int64)
+    returns, lengths = np.zeros(episodes, np.float64), np.zeros(episodes, np.int64)
+    cdef EpisodeLog log = episode_log(returns, lengths)
     cdef double[:, ::1] qv = q
     cdef double[:, ::1] q2v = q2 if q2 is not None else q
-    cdef double[::1] rv = returns
-    cdef int64_t[::1] lv = lengths
-    cdef double* rp = &rv[0] if episodes > 0 else NULL
-    cdef int64_t* lp = &lv[0] if episodes > 0 else NULL
-    cdef Rng rng
-    rng.state = <uint64_t>seed
+    cdef Rng rng = seeded_rng(<uint64_t>seed)
     cdef double eps = epsilon
     cdef int64_t updates = 0, n_ep = episodes, n_max = max_steps
     cdef double a_ = alpha, g_ = gamma, dec = epsilon_decay, emin = epsilon_min
     cdef int bad = 0, status
     with nogil:
         status = _train_loop(e, &qv[0, 0], &q2v[0, 0], algo, n_ep, a_, g_, &eps, dec, emin,
-                             n_max, &rng, rp, lp, &updates, &bad)
+                             n_max, &rng, log.returns, log.lengths, &updates, &bad)
     if status != 0:
         raise RuntimeError(f"{type(env).__name__} produced state {bad} outside "
                            f"[0, {e.n_states}) (a bug in the environment)")

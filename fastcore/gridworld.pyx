@@ -10,7 +10,8 @@ import numpy as np
 
 from libc.stdint cimport int64_t, uint64_t
 
-from fastcore._core cimport Env, Rng, epsilon_greedy, max_row
+from fastcore._core cimport (Env, EpisodeLog, Rng, episode_log, epsilon_greedy, max_row,
+                             seeded_rng)
 from fastcore._core import check_int, check_train_args
 
 __all__ = ["GridWorldEnv", "train_gridworld", "MAX_SIZE", "ACTIONS"]
@@ -150,19 +151,14 @@ def train_gridworld(size, episodes, *, alpha=0.1, gamma=0.9, epsilon=0.1, seed=0
     (episodes, alpha, gamma, epsilon, _, _, max_steps, seed) = check_train_args(
         episodes, alpha, gamma, epsilon, 1.0, 0.0, max_steps, seed)
     q = np.zeros((size, size, 4), dtype=np.float64)
-    returns = np.zeros(episodes, dtype=np.float64)
-    lengths = np.zeros(episodes, dtype=np.int64)
+    returns, lengths = np.zeros(episodes, np.float64), np.zeros(episodes, np.int64)
+    cdef EpisodeLog log = episode_log(returns, lengths)
     cdef double[:, :, ::1] qv = q
-    cdef double[::1] rv = returns
-    cdef int64_t[::1] lv = lengths
-    cdef double* rp = &rv[0] if episodes > 0 else NULL
-    cdef int64_t* lp = &lv[0] if episodes > 0 else NULL
-    cdef Rng rng
-    rng.state = <uint64_t>seed
+    cdef Rng rng = seeded_rng(<uint64_t>seed)
     cdef int n = size
     cdef int64_t n_ep = episodes, n_max = max_steps, updates
     cdef double al = alpha, ga = gamma, eps = epsilon
     with nogil:
         updates = _train_gridworld_loop(n, &qv[0, 0, 0], n_ep, al, ga, eps, 1.0, 0.0, n_max,
-                                        &rng, rp, lp)
+                                        &rng, log.returns, log.lengths)
     return q, {"returns": returns, "lengths": lengths, "updates": int(updates)}

@@ -389,7 +389,9 @@ def test_benchmark_dispatcher_rejects_unknown_names():
 
 @pytest.mark.slow
 def test_benchmark_quick_runs():
-    out = subprocess.run([sys.executable, "-m", "benchmarks", "fastcore", "--quick"], cwd=ROOT,
+    # --no-save: a test must not rewrite the checkout's benchmarks/results.md
+    out = subprocess.run([sys.executable, "-m", "benchmarks", "--no-save", "fastcore", "--quick"],
+                         cwd=ROOT,
                          capture_output=True, text=True, timeout=120, check=True).stdout
     assert "fastcore / article Python" in out and "speed-up" in out
     assert "C table == fastcore table (FNV-1a of the bytes): NO" not in out
