@@ -16,11 +16,12 @@ Measured in one run, same machine, one thread:
    thread's CPU time.
 
 Rates are per CPU second of the measuring thread (this machine is shared; wall-clock rates
-are printed too).
+are printed too, and the load average at the start and the end).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -124,11 +125,14 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args(argv)
     t0 = time.perf_counter()
+    print("load average (1, 5, 15 min) at the start: %.2f %.2f %.2f on %d CPUs"
+          % (*os.getloadavg(), os.cpu_count()))
     bench_env(args.quick)
     bench_training(args.quick)
     bench_metrics()
     bench_generate(args.quick)
-    print(f"\ntotal {time.perf_counter() - t0:.1f} s")
+    print(f"\ntotal {time.perf_counter() - t0:.1f} s; load average at the end: "
+          "%.2f %.2f %.2f" % os.getloadavg())
     return 0
 
 

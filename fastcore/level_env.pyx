@@ -13,7 +13,9 @@ requests are in the training distribution), then the start junction; the branch 
 phase C come from the same stream. The targets go into the observation (``targets`` in the
 rule book).
 
-Speed: a step is O(1) (the carve, the neighbour statuses, the phase feature); the full level
+Speed: a step is O(1) (the carve, the neighbour statuses, the phase feature), except that in
+phases A (two routes wanted) and B the observation reads a BFS from S through the uncarved
+junctions, O(m^2), recomputed only after a carve (``reach``); the full level
 metrics (shortest path, disjoint routes by max flow, forced hazards, hazard-free route,
 treasure off the shortest paths, floor share, unreachable floor, regions) are computed once, at
 the end of the episode, for the final reward; ``LevelEnv.metrics()`` exposes them.
@@ -42,10 +44,10 @@ cdef enum:
     MAXJ = 1024
     N_NB = 256
     A_FEAT = 28
-    B_FEAT = 128
+    B_FEAT = 28
     C_FEAT = 16
-    N_FEAT = 172
-    N_STATES = 256 * 172
+    N_FEAT = 72
+    N_STATES = 256 * 72
     N_ACTIONS = 7
     WALL = 0
     FLOOR = 1
@@ -84,25 +86,20 @@ cdef inline int iabs(int v) noexcept nogil:
     return v if v >= 0 else -v
 
 
-cdef inline int direction8(int dx, int dy) noexcept nogil:
-    cdef int ax = iabs(dx), ay = iabs(dy)
-    if ax > 2 * ay:
-        return 2 if dx > 0 else 6
-    if ay > 2 * ax:
-        return 4 if dy > 0 else 0
-    if dx > 0:
-        return 3 if dy > 0 else 1
-    return 5 if dy > 0 else 7
-
-
-cdef inline int distance_bucket(int d) noexcept nogil:
-    if d <= 1:
-        return 0
-    if d <= 3:
+cdef inline int e_bucket(int e) noexcept nogil:
+    if e <= -3:
         return 1
-    if d <= 7:
-        return 2
-    return 3
+    if e <= 0:
+        return e + 4
+    return 5 if e <= 2 else 6
+
+
+cdef inline int slack_bucket(int sl) noexcept nogil:
+    if sl < 0:
+        return 0
+    if sl <= 3:
+        return 1
+    return 2 if sl <= 10 else 3
 
 
 cdef inline int gap_bucket(int gap) noexcept nogil:
@@ -134,6 +131,21 @@ cdef inline double path_score(int lattice_len, int path) noexcept nogil:
     return s if s > 0.0 else 0.0
 
 
+cdef double hazard_term(Metrics* met, Targets* tg) noexcept nogil:
+    cdef int ok
+    if tg.hazards == 0:
+        return 1.0 if met.hazards == 0 else 0.5
+    ok = met.hazards - met.forced
+    return <double>(ok if ok < tg.hazards else tg.hazards) / tg.hazards \
+        * (0.5 + 0.5 * met.hazard_free)
+
+
+cdef double hazard_credit(int hazards, int want) noexcept nogil:
+    if want == 0:
+        return -0.5 if hazards else 0.0
+    return 0.5 * <double>(hazards if hazards < want else want) / want
+
+
 cdef double score(Metrics* met, Targets* tg) noexcept nogil:
     cdef double total = path_score(met.path_len // 2, tg.path) if met.path_len >= 0 else 0.0
     cdef int ok
@@ -142,12 +154,7 @@ cdef double score(Metrics* met, Targets* tg) noexcept nogil:
         total += 1.0 if met.routes >= 2 else 0.0
     else:
         total += 1.0
-    if tg.hazards == 0:
-        total += 1.0 if met.hazards == 0 else 0.5
-    else:
-        ok = met.hazards - met.forced
-        total += <double>(ok if ok < tg.hazards else tg.hazards) / tg.hazards \
-            * (0.5 + 0.5 * met.hazard_free)
+    total += hazard_term(met, tg)
     total += <double>(met.off_route if met.off_route < tg.treasure else tg.treasure) / tg.treasure
     f = met.floor_share / tg.floor
     total += f if f < 1.0 else 1.0
@@ -330,13 +337,15 @@ cdef class LevelEnv(Env):
 
     cdef public int size_min, size_max
     cdef int n, m, s, g, pos, phase, steps, c_steps, last_edge, hazards, treasures, blen
-    cdef int floor_tiles, depth_g
+    cdef int floor_tiles, depth_g, carves, reach_at
     cdef double paid
     cdef Targets tg
     cdef unsigned char cells[MAXCELLS]
     cdef int depth[MAXJ]
     cdef unsigned char owner[MAXJ]
     cdef int roots[MAXJ]
+    cdef int jdist[MAXJ]
+    cdef int jqueue[MAXJ]
     cdef Scratch work
     cdef Metrics last
 
@@ -368,23 +377,89 @@ cdef class LevelEnv(Env):
             return 0
         return 3 if self.phase == PHASE_B and nj == self.s else 0
 
+    cdef inline int nbj(self, int k) noexcept nogil:
+        """The neighbour junction of the turtle in direction k, -1 off the lattice."""
+        cdef int m = self.m, i = self.pos % m + DXS[k], jj = self.pos // m + DYS[k]
+        if i < 0 or i >= m or jj < 0 or jj >= m:
+            return -1
+        return jj * m + i
+
+    cdef void reach(self) noexcept nogil:
+        """jdist: lattice distance from S through uncarved junctions (S's uncarved neighbours
+        at 1, -1 unreachable or carved); recomputed after a carve (runtime ``_reach``)."""
+        cdef int m = self.m, c, k, i, jj, nc, head = 0, tail = 0
+        if self.reach_at == self.carves:
+            return
+        self.reach_at = self.carves
+        for c in range(m * m):
+            self.jdist[c] = -1
+        self.jqueue[0] = self.s
+        tail = 1
+        while head < tail:
+            c = self.jqueue[head]
+            head += 1
+            i = c % m
+            jj = c // m
+            for k in range(4):
+                if 0 <= i + DXS[k] < m and 0 <= jj + DYS[k] < m:
+                    nc = c + DXS[k] + DYS[k] * m
+                    if self.jdist[nc] < 0 and nc != self.s \
+                            and self.cells[self.jt(nc)] == WALL:
+                        self.jdist[nc] = (self.jdist[c] if c != self.s else 0) + 1
+                        self.jqueue[tail] = nc
+                        tail += 1
+
+    cdef int features_a(self) noexcept nogil:
+        cdef int k, st, nj, nb = 0, w = 1
+        if self.tg.ring:
+            self.reach()
+        for k in range(4):
+            st = self.status(k)
+            if st == 1 and self.tg.ring and self.jdist[self.nbj(k)] < 0:
+                st = 3
+            nb += st * w
+            w *= 4
+        return nb
+
+    cdef int features_b(self, int* to_s) noexcept nogil:
+        cdef int k, nj, d, near = -1, nb = 0, w = 1
+        self.reach()
+        for k in range(4):
+            nj = self.nbj(k)
+            if nj >= 0 and self.jdist[nj] >= 0 and (near < 0 or self.jdist[nj] < near):
+                near = self.jdist[nj]
+        to_s[0] = near + 1 if near >= 0 else -1
+        for k in range(4):
+            nj = self.nbj(k)
+            if nj >= 0:
+                d = self.jdist[nj]
+                if d >= 0:
+                    nb += (1 if d == near else 2) * w
+                elif nj == self.s and self.cells[self.jt(self.pos) + DXS[k] + DYS[k] * self.n] \
+                        == WALL:
+                    nb += 3 * w
+                    to_s[0] = 1
+            w *= 4
+        return nb
+
     cdef int observe(self) noexcept nogil:
-        cdef int nb, feat, gb, le, dx, dy, dist, risk, bl, need, m = self.m
+        cdef int nb, feat, gb, le, bl, need, to_s
         if self.phase == DONE:
             return 0
-        nb = self.status(0) + 4 * self.status(1) + 16 * self.status(2) + 64 * self.status(3)
         if self.phase == PHASE_A:
+            nb = self.features_a()
             gb = gap_bucket(self.tg.path - self.depth[self.pos])
             le = 1 if self.last_edge >= 0 and self.cells[self.last_edge] == FLOOR else 0
             feat = (gb * 2 + (1 if self.hazards < self.tg.hazards else 0)) * 2 + le
         elif self.phase == PHASE_B:
-            dx = self.s % m - self.pos % m
-            dy = self.s // m - self.pos // m
-            dist = iabs(dx) + iabs(dy)
-            risk = 1 if self.blen + dist < self.depth_g else 0
-            feat = A_FEAT + ((direction8(dx, dy) * 4 + distance_bucket(dist)) * 2 + risk) * 2 \
-                + (1 if self.treasures < self.tg.treasure else 0)
+            nb = self.features_b(&to_s)
+            if to_s < 0:
+                feat = A_FEAT
+            else:
+                feat = A_FEAT + e_bucket(self.blen + to_s - self.depth_g) * 4 \
+                    + slack_bucket(6 * self.m + 2 * self.tg.path - self.steps - to_s)
         else:
+            nb = self.status(0) + 4 * self.status(1) + 16 * self.status(2) + 64 * self.status(3)
             bl = self.blen if self.blen < 3 else 3
             need = 1 if self.floor_tiles < self.tg.floor * self.n * self.n else 0
             feat = A_FEAT + B_FEAT + (bl * 2 + (1 if self.treasures < self.tg.treasure else 0)) \
@@ -416,6 +491,8 @@ cdef class LevelEnv(Env):
         self.blen = 0
         self.depth_g = 0
         self.paid = 0.0
+        self.carves = 0
+        self.reach_at = -1
 
     cdef int reset(self, Rng* rng) noexcept nogil:
         cdef int n = self.size_min + rng_below(rng, self.size_max - self.size_min + 1)
@@ -450,11 +527,18 @@ cdef class LevelEnv(Env):
             return
         self.pos = self.roots[rng_below(rng, count)]
 
-    cdef void enter_c(self, Rng* rng) noexcept nogil:
+    cdef double enter_c(self, Rng* rng) noexcept nogil:
+        """Phase C; the hazard term is final now and paid (runtime ``_enter_c``)."""
+        cdef Metrics met
+        cdef double reward
+        measure(self.cells, self.n, self.jt(self.s), self.jt(self.g), &self.work, &met)
+        reward = hazard_term(&met, &self.tg) - hazard_credit(self.hazards, self.tg.hazards)
+        self.paid += reward
         self.phase = PHASE_C
         self.steps = 0
         self.last_edge = -1
         self.new_root(rng)
+        return reward
 
     cdef double move(self, int k, Rng* rng) noexcept nogil:
         cdef int st = self.status(k), nj, edge, arm
@@ -478,11 +562,11 @@ cdef class LevelEnv(Env):
                 reward += path_score(arm, self.tg.path) - path_score(self.depth_g, self.tg.path)
             self.pos = nj
             self.paid += reward
-            self.enter_c(rng)
-            return reward
+            return reward + self.enter_c(rng)
         self.cells[edge] = FLOOR
         self.cells[self.jt(nj)] = FLOOR
         self.floor_tiles += 2
+        self.carves += 1
         self.last_edge = edge
         if self.phase == PHASE_A:
             self.depth[nj] = self.depth[self.pos] + 1
@@ -511,11 +595,12 @@ cdef class LevelEnv(Env):
             self.blen = 0
             self.last_edge = -1
         else:
-            self.enter_c(rng)
+            reward += self.enter_c(rng)
         return reward
 
     cdef double act(self, int a, Rng* rng) noexcept nogil:
         cdef int e, c
+        cdef double reward
         if a < 4:
             return self.move(a, rng)
         if a == 4:
@@ -529,11 +614,14 @@ cdef class LevelEnv(Env):
             return 0.0
         if a == 5:
             e = self.last_edge
-            if self.phase == PHASE_C or e < 0 or self.cells[e] != FLOOR:
+            if self.phase != PHASE_A or e < 0 or self.cells[e] != FLOOR:
                 return BUMP_REWARD - STEP_REWARD
             self.cells[e] = HAZARD
             self.hazards += 1
-            return 0.0
+            reward = hazard_credit(self.hazards, self.tg.hazards) \
+                - hazard_credit(self.hazards - 1, self.tg.hazards)
+            self.paid += reward
+            return reward
         c = self.jt(self.pos)
         if self.cells[c] != FLOOR or self.pos == self.s or self.pos == self.g:
             return BUMP_REWARD - STEP_REWARD
@@ -567,7 +655,7 @@ cdef class LevelEnv(Env):
         if self.phase == PHASE_A and self.steps >= 4 * self.tg.path + 8:
             r += self.repair_goal(rng)
         elif self.phase == PHASE_B and self.steps >= 6 * self.m + 2 * self.tg.path:
-            self.enter_c(rng)
+            r += self.enter_c(rng)
         elif self.phase == PHASE_C:
             self.c_steps += 1
             if self.c_steps >= 6 * self.m * self.m:

@@ -12,7 +12,7 @@ How a level is made: a tabular Q-learning agent (trained in C, ``fastcore/level_
 shipped as an ONNX gather, state -> 7 action values, read once per model object) edits an
 all-wall grid as a turtle on a corridor lattice: it carves the main arm from S and places G
 (path length), carves a return arm back to S (a second, disjoint route), puts hazards on the
-arms and treasure at branch tips, and grows dead-end branches until the floor share target is
+main arm and treasure at branch tips, and grows dead-end branches until the floor share target is
 met. The designer targets are part of its observation; ``difficulty`` sets them
 (``runtime.level_env.targets``) and the explicit options override them. Actions are sampled
 from ``softmax((Q - max Q) / (max Q - min Q) / T)`` per state (``T`` from the ``env`` side file).
@@ -134,6 +134,7 @@ def design_targets(size: int, difficulty: float, path_length=None, routes=None, 
 def run_editor(policy, size: int, tg: tuple, draws) -> rules.Editor:
     """One episode of the editor; ``policy(state, draws) -> action``."""
     editor = rules.Editor()
+    editor.rewards = False                       # generation reads the level, not the rewards
     state = editor.start(size, tg, draws)
     done = False
     while not done:

@@ -24,7 +24,8 @@ The turtle starts on ``S`` (a random junction). Actions, in three phases:
 * 4 ``mark``: phase A places ``G`` on the turtle's junction (its depth in the carved tree is
   the path length); refused in phase B (the return arm ends by closing the ring or when its
   budget runs out); phase C ends the branch.
-* 5 ``hazard``: puts ``^`` on the edge tile just carved (phases A and B).
+* 5 ``hazard``: puts ``^`` on the edge tile just carved (phase A only: hazards go on the main
+  arm, and the return arm, when it closes, is the hazard-free route around them).
 * 6 ``treasure``: puts ``$`` on the turtle's junction (not on S or G); in phase C it also ends
   the branch.
 
@@ -38,22 +39,31 @@ repair), phase B ``6 m + 2 L`` steps, phase C ``6 m^2`` steps. Every edit carves
 carved floor and nothing is ever filled back, so every level is one region, ``G`` is
 reachable from ``S`` and no floor is unreachable: solvable by construction.
 
-Observation (the tabular state): ``state = nb * N_FEAT + feature`` with ``nb`` the status of
-the four neighbours (base 4, digit k for direction k: 0 refused, 1 uncarved, 2 open edge,
-3 ``S`` to close the ring) and ``feature`` by phase:
-A (28): gap = L - depth bucketed (<= -2, -1, 0, 1, 2..3, 4..7, >= 8) x hazards still wanted x
-the last edge can take a hazard; B (128): direction to S (8) x lattice distance bucket (4) x
-"closing now would make a shortcut" (arm length + distance < depth of G) x treasure still
-wanted; C (16): branch length (0, 1, 2, >= 3) x treasure still wanted x floor share below
-target.
+Observation (the tabular state): ``state = nb * N_FEAT + feature`` with ``nb`` the four
+neighbours (base 4, digit k for direction k) and ``feature`` by phase. Both phases A and B
+read a BFS from ``S`` through the uncarved junctions (``_reach``: how far an uncarved neighbour
+is from ``S``'s uncarved neighbours, or that it is cut off from them):
+A: neighbours 0 refused, 1 uncarved, 2 open edge, 3 uncarved but cut off from ``S`` (when two
+routes are wanted: no return arm could start there); feature (28) gap = L - depth bucketed
+(<= -2, -1, 0, 1, 2..3, 4..7, >= 8) x hazards still wanted x the last edge can take a hazard.
+B: neighbours 0 refused, walk back or cut off, 1 uncarved on a shortest way to ``S``,
+2 uncarved on a longer way, 3 ``S`` (closes the ring); feature (28) the excess ``e`` = arm
+length + moves to ``S`` on the shortest way - depth of ``G`` (no way, <= -3, -2, -1, 0, 1..2,
+>= 3: below 0 closing on the shortest way would make a shortcut) x the slack = steps left in
+the phase B budget - moves to ``S`` (< 0, 0..3, 4..10, > 10).
+C: neighbours 0 anything but 1 uncarved; feature (16) branch length (0, 1, 2, >= 3) x
+treasure still wanted x floor share below target.
 
 Reward: ``STEP_REWARD`` per action (``BUMP_REWARD`` for a refused one); the path score when
 ``G`` is placed, ``RING_REWARD`` when the ring closes (plus the change of the path score when
-the return arm is the shorter one), and at the end the rest of the target
-score (``score(measure(...))`` minus what was already paid), so that an episode's return is the
-target score plus the step costs.
+the return arm is the shorter one), ``hazard_credit`` as hazards are placed, the hazard term
+less that credit when phase C starts (``_enter_c``: phase C cannot change it), and at the end
+the rest of the target score (``score(measure(...))`` minus what was already paid), so that an
+episode's return is the target score plus the step costs.
 """
 from __future__ import annotations
+
+from bisect import bisect_left, insort
 
 from runtime.level_metrics import (  # noqa: F401  (re-exported: the rule book's metrics)
     FLOOR,
@@ -62,13 +72,14 @@ from runtime.level_metrics import (  # noqa: F401  (re-exported: the rule book's
     TREASURE,
     WALL,
     measure,
+    parse_rows,
     separating_tiles,
 )
 DX = (1, 0, -1, 0)            # right, down, left, up
 DY = (0, 1, 0, -1)
 PHASE_A, PHASE_B, PHASE_C, DONE = 0, 1, 2, 3
 N_NB = 256
-A_FEAT, B_FEAT, C_FEAT = 28, 128, 16
+A_FEAT, B_FEAT, C_FEAT = 28, 28, 16
 N_FEAT = A_FEAT + B_FEAT + C_FEAT
 N_STATES = N_NB * N_FEAT
 N_ACTIONS = 7
@@ -76,7 +87,7 @@ ACTIONS = ("right", "down", "left", "up", "mark", "hazard", "treasure")
 STEP_REWARD = -0.01
 BUMP_REWARD = -0.05
 RING_REWARD = 1.0
-ENCODING = "lattice-turtle-v1"
+ENCODING = "lattice-turtle-v2"
 TILE_CHARS = "#.^$"
 
 
@@ -112,33 +123,33 @@ def score(met: tuple, tg: tuple) -> float:
         total += 1.0 if routes >= 2 else 0.0
     else:
         total += 1.0
-    if h_want == 0:
-        total += 1.0 if hazards == 0 else 0.5
-    else:
-        ok = hazards - forced
-        total += (ok if ok < h_want else h_want) / h_want * (0.5 + 0.5 * hazard_free)
+    total += hazard_term(met, tg)
     total += (off_route if off_route < t_want else t_want) / t_want
     f = floor_share / f_want
     total += f if f < 1.0 else 1.0
     return total
 
 
+def hazard_term(met: tuple, tg: tuple) -> float:
+    """The hazards' part of ``score``: hazards not forced, up to the target, half credit
+    without a hazard-free route (none wanted: 1 without hazards, else 0.5)."""
+    hazards, forced, hazard_free, h_want = met[2], met[3], met[4], tg[2]
+    if h_want == 0:
+        return 1.0 if hazards == 0 else 0.5
+    ok = hazards - forced
+    return (ok if ok < h_want else h_want) / h_want * (0.5 + 0.5 * hazard_free)
+
+
+def hazard_credit(hazards: int, h_want: int) -> float:
+    """What placing ``hazards`` hazards has paid so far: half of each one's share of the
+    hazard term up to the target (the other half, or a refund, comes when phase C starts and
+    the routes are known); none wanted: -0.5 from the first one."""
+    if h_want == 0:
+        return -0.5 if hazards else 0.0
+    return 0.5 * (hazards if hazards < h_want else h_want) / h_want
+
+
 # ------------------------------------------------------------------------------ the editor
-def direction8(dx: int, dy: int) -> int:
-    ax, ay = abs(dx), abs(dy)
-    if ax > 2 * ay:
-        return 2 if dx > 0 else 6
-    if ay > 2 * ax:
-        return 4 if dy > 0 else 0
-    if dx > 0:
-        return 3 if dy > 0 else 1
-    return 5 if dy > 0 else 7
-
-
-def distance_bucket(d: int) -> int:
-    return 0 if d <= 1 else 1 if d <= 3 else 2 if d <= 7 else 3
-
-
 def gap_bucket(gap: int) -> int:
     if gap <= -2:
         return 0
@@ -151,7 +162,8 @@ _GEOMETRY: dict = {}
 
 
 def geometry(n: int) -> tuple:
-    """(junction tiles, in-lattice neighbour junctions) of an ``n x n`` level (constant)."""
+    """(junction tiles, in-lattice neighbour junctions, links, neighbour bit masks, shift
+    masks) of an ``n x n`` level (constant)."""
     hit = _GEOMETRY.get(n)
     if hit is None:
         m = lattice(n)
@@ -165,21 +177,42 @@ def geometry(n: int) -> tuple:
                             if 0 <= j % m + DX[k] < m and 0 <= j // m + DY[k] < m else None
                             for k in range(4))
                       for j in range(m * m))
-        hit = _GEOMETRY[n] = (jtile, nbrs, links)
+        nbmask = tuple(sum(1 << x for x in nb) for nb in nbrs)
+        not_last = sum(1 << j for j in range(m * m) if j % m != m - 1)
+        not_first = sum(1 << j for j in range(m * m) if j % m != 0)
+        hit = _GEOMETRY[n] = (jtile, nbrs, links, nbmask, (not_last, not_first))
     return hit
+
+
+def e_bucket(e: int) -> int:
+    """Return-arm excess (its length if it heads for S now, minus G's depth) -> 1..6."""
+    if e <= -3:
+        return 1
+    if e <= 0:
+        return e + 4
+    return 5 if e <= 2 else 6
+
+
+def slack_bucket(s: int) -> int:
+    """Phase B steps left minus the moves to S -> 0..3."""
+    return 0 if s < 0 else 1 if s <= 3 else 2 if s <= 10 else 3
 
 
 class Editor:
     """One level being edited; ``rng`` needs ``below(k)`` (uniform int in [0, k))."""
 
+    rewards = True      # False: rewards are not needed (generation), skip their extra metrics
+
     def start(self, n: int, tg: tuple, rng) -> int:
         m = self.m = lattice(n)
         self.n, self.tg, self.rng = n, tg, rng
-        self.jtile, self.nbrs, self.links = geometry(n)
+        self.jtile, self.nbrs, self.links, self.nbmask, self.shift = geometry(n)
         self.carved = bytearray(m * m)
+        self.freeb = (1 << (m * m)) - 1        # uncarved junctions as bits
+        self.reach_key, self.reach = None, None
         # uncarved neighbours per junction; a carved junction with some is a branch root
         self.free = bytearray(len(nb) for nb in self.nbrs)
-        self.root = bytearray(m * m)
+        self.roots = []                    # sorted: carved junctions with one (branch roots)
         self.tiles = bytearray(n * n)
         self.depth = [0] * (m * m)         # tree depth from S (phase A) / from G (phase B)
         self.owner = bytearray(m * m)      # 1 main arm, 2 return arm, 3 branch
@@ -200,12 +233,14 @@ class Editor:
 
     def _carved(self, j: int) -> None:
         self.carved[j] = 1
-        free, root = self.free, self.root
+        self.freeb &= ~(1 << j)
+        free, carved, roots = self.free, self.carved, self.roots
         for x in self.nbrs[j]:
             free[x] -= 1
-            if not free[x]:
-                root[x] = 0
-        root[j] = 1 if free[j] else 0
+            if not free[x] and carved[x]:
+                roots.pop(bisect_left(roots, x))
+        if free[j]:
+            insort(roots, j)
 
     def status(self, k: int) -> int:
         m, j = self.m, self.pos
@@ -221,40 +256,101 @@ class Editor:
             return 0
         return 3 if self.phase == PHASE_B and nj == self.s else 0
 
+    def _reach(self) -> list:
+        """Per direction, the lattice distance from ``S`` through uncarved junctions of the
+        uncarved neighbour there (``S``'s uncarved neighbours are at 1): -1 unreachable,
+        ``None`` no uncarved neighbour. A bit-parallel BFS that stops once every neighbour is
+        placed; cached until the turtle moves or carves."""
+        key = (self.pos, self.freeb)
+        if key == self.reach_key:
+            return self.reach
+        free, m, links = self.freeb, self.m, self.links[self.pos]
+        out, want = [None] * 4, 0
+        for k, link in enumerate(links):
+            if link is not None and free >> link[0] & 1:
+                out[k] = -1
+                want |= 1 << link[0]
+        not_last, not_first = self.shift
+        cur = seen = self.nbmask[self.s] & free
+        d = 1
+        while cur and want:
+            hit = cur & want
+            if hit:
+                want ^= hit
+                for k, link in enumerate(links):
+                    if link is not None and hit >> link[0] & 1:
+                        out[k] = d
+            nxt = (((cur & not_last) << 1) | ((cur & not_first) >> 1) | (cur << m)
+                   | (cur >> m)) & free & ~seen
+            seen |= nxt
+            cur = nxt
+            d += 1
+        self.reach_key, self.reach = key, out
+        return out
+
     def _neighbours(self) -> int:
-        """The four statuses of ``status`` as one base-4 number (the fast path)."""
-        nb, carved, tiles, phase = 0, self.carved, self.tiles, self.phase
+        """Phase C neighbours as one base-4 number: 1 uncarved, 0 anything else."""
+        nb, carved = 0, self.carved
         for link in self.links[self.pos]:
+            if link is not None and not carved[link[0]]:
+                nb += link[2]
+        return nb
+
+    def _features_a(self) -> int:
+        """Phase A neighbours: 0 refused, 1 uncarved, 2 open edge (walk), 3 uncarved but cut
+        off from ``S``'s uncarved neighbours (no return arm could start there; only when two
+        routes are wanted)."""
+        nb, carved, tiles = 0, self.carved, self.tiles
+        reach = self._reach() if self.tg[1] else (0, 0, 0, 0)
+        for k, link in enumerate(self.links[self.pos]):
             if link is None:
                 continue
             nj, edge, w = link
             if not carved[nj]:
-                nb += w
+                nb += 3 * w if reach[k] < 0 else w
             elif tiles[edge] != WALL:
-                if phase == PHASE_A or (phase == PHASE_B and self.owner[nj] == 2):
-                    nb += 2 * w
-            elif phase == PHASE_B and nj == self.s:
-                nb += 3 * w
+                nb += 2 * w
         return nb
+
+    def _features_b(self) -> tuple:
+        """Phase B neighbours (0 refused, walk back or cut off from ``S``; 1 uncarved on a
+        shortest way to ``S``; 2 uncarved, a longer way; 3 ``S``: closes the ring) and the
+        number of moves to ``S`` (None: no way)."""
+        reach = self._reach()
+        live = [d for d in reach if d is not None and d >= 0]
+        near = min(live) if live else -1
+        nb, to_s = 0, (near + 1 if live else None)
+        for k, link in enumerate(self.links[self.pos]):
+            if link is None:
+                continue
+            d = reach[k]
+            if d is not None:
+                if d >= 0:
+                    nb += link[2] if d == near else 2 * link[2]
+            elif link[0] == self.s and self.tiles[link[1]] == WALL:
+                nb += 3 * link[2]
+                to_s = 1
+        return nb, to_s
 
     def observe(self) -> int:
         if self.phase == DONE:
             return 0
-        nb = self._neighbours()
         path, ring, h_want, t_want, f_want = self.tg
         if self.phase == PHASE_A:
+            nb = self._features_a()
             gb = gap_bucket(path - self.depth[self.pos])
             le = 1 if self.last_edge >= 0 and self.tiles[self.last_edge] == FLOOR else 0
             feat = (gb * 2 + (1 if self.hazards < h_want else 0)) * 2 + le
         elif self.phase == PHASE_B:
-            m = self.m
-            dx = self.s % m - self.pos % m
-            dy = self.s // m - self.pos // m
-            dist = abs(dx) + abs(dy)
-            risk = 1 if self.blen + dist < self.depth_g else 0
-            feat = A_FEAT + ((direction8(dx, dy) * 4 + distance_bucket(dist)) * 2 + risk) * 2 \
-                + (1 if self.treasures < t_want else 0)
+            nb, to_s = self._features_b()
+            if to_s is None:
+                feat = A_FEAT
+            else:
+                left = 6 * self.m + 2 * path - self.steps
+                feat = A_FEAT + e_bucket(self.blen + to_s - self.depth_g) * 4 \
+                    + slack_bucket(left - to_s)
         else:
+            nb = self._neighbours()
             bl = self.blen if self.blen < 3 else 3
             need = 1 if self.floor_tiles < f_want * self.n * self.n else 0
             feat = A_FEAT + B_FEAT + (bl * 2 + (1 if self.treasures < t_want else 0)) * 2 + need
@@ -291,8 +387,7 @@ class Editor:
                 reward += path_score(arm, self.tg[0]) - path_score(self.depth_g, self.tg[0])
             self.pos = nj
             self.paid += reward
-            self._enter_c()
-            return reward
+            return reward + self._enter_c()
         self.tiles[edge] = FLOOR
         self.tiles[self.jtile[nj]] = FLOOR
         self._carved(nj)
@@ -323,13 +418,20 @@ class Editor:
             self.blen = 0
             self.last_edge = -1
         else:
-            self._enter_c()
+            reward += self._enter_c()
         return reward
 
-    def _enter_c(self) -> None:
+    def _enter_c(self) -> float:
+        """Phase C: hazards, routes and the path are final, so the hazard term is paid now, less
+        the credit already paid as the hazards were placed (not ``self.rewards``: skipped,
+        generation ignores rewards)."""
+        reward = hazard_term(self.metrics(), self.tg) - hazard_credit(self.hazards, self.tg[2]) \
+            if self.rewards else 0.0
+        self.paid += reward
         self.phase, self.steps = PHASE_C, 0
         self.last_edge = -1
         self._new_root()
+        return reward
 
     def _new_root(self) -> None:
         self.blen = 0
@@ -337,15 +439,10 @@ class Editor:
             self.phase = DONE
             return
         # carved junctions with an uncarved neighbour, in index order (as the C scan)
-        root = self.root
-        count = root.count(1)
-        if not count:
+        if not self.roots:
             self.phase = DONE
             return
-        j = root.find(1)
-        for _ in range(self.rng.below(count)):
-            j = root.find(1, j + 1)
-        self.pos = j
+        self.pos = self.roots[self.rng.below(len(self.roots))]
 
     def _act(self, a: int) -> float:
         if a < 4:
@@ -362,11 +459,14 @@ class Editor:
             return 0.0
         if a == 5:
             e = self.last_edge
-            if ph == PHASE_C or e < 0 or self.tiles[e] != FLOOR:
+            if ph != PHASE_A or e < 0 or self.tiles[e] != FLOOR:
                 return BUMP_REWARD - STEP_REWARD
             self.tiles[e] = HAZARD
             self.hazards += 1
-            return 0.0
+            reward = hazard_credit(self.hazards, self.tg[2]) \
+                - hazard_credit(self.hazards - 1, self.tg[2])
+            self.paid += reward
+            return reward
         c = self.jt(self.pos)
         if self.tiles[c] != FLOOR or self.pos == self.s or self.pos == self.g:
             return BUMP_REWARD - STEP_REWARD
@@ -400,7 +500,7 @@ class Editor:
         if self.phase == PHASE_A and self.steps >= 4 * self.tg[0] + 8:
             reward += self._repair_goal()
         elif self.phase == PHASE_B and self.steps >= 6 * self.m + 2 * self.tg[0]:
-            self._enter_c()
+            reward += self._enter_c()
         elif self.phase == PHASE_C:
             self.c_steps += 1
             if self.c_steps >= 6 * self.m * self.m:
@@ -424,11 +524,3 @@ class Editor:
         text = "".join(chars)
         return [text[y * n:(y + 1) * n] for y in range(n)]
 
-
-def parse_rows(rows: list[str]) -> tuple:
-    """Rows -> (tiles bytearray, n, S tile, G tile) for ``measure``; S/G -1 when absent."""
-    n = len(rows)
-    text = "".join(rows)
-    code = {"#": WALL, "^": HAZARD, "$": TREASURE}
-    tiles = bytearray(code.get(ch, FLOOR) for ch in text)
-    return tiles, n, text.find("S"), text.find("G")

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import deque
 
 WALL, FLOOR, HAZARD, TREASURE = 0, 1, 2, 3
+_WALKABLE = bytes([0] + [1] * 255)      # tile code -> 1 walkable, 0 wall (bytes.translate)
 
 
 def _bfs(walk, n: int, start: int, blocked: int = -1) -> list:
@@ -95,14 +96,15 @@ def measure(tiles, n: int, s: int, g: int) -> tuple:
     reachable from S without stepping on any hazard; treasure_off_route: treasure on no
     shortest S-G path; floor_share: walkable tiles / n^2; unreachable_floor: walkable tiles not
     reachable from S; regions: connected areas of walkable tiles."""
-    walk = bytearray(1 if t != WALL else 0 for t in tiles)
+    tiles = bytes(tiles)
+    walk = bytearray(tiles.translate(_WALKABLE))
     ds = _bfs(walk, n, s)
     dg = _bfs(walk, n, g)
     path_len = ds[g]
-    n_walk = sum(walk)
-    unreachable = sum(1 for c in range(n * n) if walk[c] and ds[c] < 0)
-    hazards = [c for c in range(n * n) if tiles[c] == HAZARD]
-    treasure = [c for c in range(n * n) if tiles[c] == TREASURE]
+    n_walk = walk.count(1)
+    unreachable = n_walk - (n * n - ds.count(-1)) + (0 if walk[s] else 1)
+    hazards = _where(tiles, HAZARD)
+    treasure = _where(tiles, TREASURE)
     routes, forced = 0, 0
     if path_len >= 0:
         routes, cut = separating_tiles(walk, n, s, g, ds)
@@ -121,6 +123,15 @@ def measure(tiles, n: int, s: int, g: int) -> tuple:
             n_walk / (n * n), unreachable, regions)
 
 
+def _where(tiles, code: int) -> list:
+    """Indices of the tiles with this code (a C-speed scan)."""
+    out, i = [], tiles.find(code)
+    while i >= 0:
+        out.append(i)
+        i = tiles.find(code, i + 1)
+    return out
+
+
 def _regions(walk, n: int) -> int:
     seen = bytearray(n * n)
     count = 0
@@ -135,3 +146,12 @@ def _regions(walk, n: int) -> int:
 
 METRIC_NAMES = ("path_length", "routes", "hazards", "hazards_forced", "hazard_free_route",
                 "treasure", "treasure_off_route", "floor_share", "unreachable_floor", "regions")
+
+
+def parse_rows(rows: list[str]) -> tuple:
+    """Rows -> (tiles bytearray, n, S tile, G tile) for ``measure``; S/G -1 when absent."""
+    n = len(rows)
+    text = "".join(rows)
+    code = {"#": WALL, "^": HAZARD, "$": TREASURE}
+    tiles = bytearray(code.get(ch, FLOOR) for ch in text)
+    return tiles, n, text.find("S"), text.find("G")

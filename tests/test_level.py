@@ -115,6 +115,37 @@ def test_c_and_python_metrics_agree_on_edited_levels():
         assert measure_tiles(tiles, ed.jt(ed.s), ed.jt(ed.g)) == ed.final
 
 
+def test_reach_is_the_bfs_distance_from_s_through_uncarved_junctions():
+    """The observation's BFS (bit-parallel, stopping early) against a plain BFS."""
+    from collections import deque
+
+    from trainer.level_baselines import random_valid_policy
+
+    checked = 0
+    for seed in range(12):
+        size = 9 + 3 * seed
+        draws = rt._Draws(np.random.default_rng(seed))
+        act, ed = random_valid_policy(), rules.Editor()
+        ed.start(size, rt.design_targets(size, 1.0), draws)
+        done = False
+        while not done:
+            if ed.phase in (rules.PHASE_A, rules.PHASE_B):
+                dist = {x: 1 for x in ed.nbrs[ed.s] if not ed.carved[x]}
+                queue = deque(dist)
+                while queue:
+                    c = queue.popleft()
+                    for x in ed.nbrs[c]:
+                        if not ed.carved[x] and x not in dist:
+                            dist[x] = dist[c] + 1
+                            queue.append(x)
+                want = [None if link is None or ed.carved[link[0]] else dist.get(link[0], -1)
+                        for link in ed.links[ed.pos]]
+                assert ed._reach() == want
+                checked += 1
+            _, _, done = ed.step(act(ed, draws))
+    assert checked > 100
+
+
 @pytest.mark.parametrize("policy", ["random", "heuristic"])
 def test_any_policy_gives_a_solvable_single_region_level(policy):
     from trainer import level_baselines as base

@@ -96,7 +96,7 @@ def random_valid_policy():
                 ok.append(4)
         else:
             ok.append(4)
-        if ed.phase != rules.PHASE_C and ed.last_edge >= 0 \
+        if ed.phase == rules.PHASE_A and ed.last_edge >= 0 \
                 and ed.tiles[ed.last_edge] == rules.FLOOR:
             ok.append(5)
         if ed.tiles[ed.jt(ed.pos)] == rules.FLOOR and ed.pos not in (ed.s, ed.g):

@@ -42,8 +42,6 @@ def test_release_gate_path_and_hazards_grow_with_difficulty(metrics):
         assert hi["hazards_per_level"] > lo["hazards_per_level"]
 
 
-@pytest.mark.xfail(strict=True, reason="not met by the shipped model: 67.5% at 16x16 (82.5% at "
-                   "32x32); see docs/kinds/level.md")
 def test_release_gate_requested_path_length_is_met(metrics):
     for size in ("16", "32"):
         assert metrics["controllability"][size]["within_20pct_pct"] >= 80.0
@@ -63,8 +61,6 @@ def test_release_gate_learned_policy_beats_random_edits(metrics):
     assert _beats(metrics, "random_valid_edits") and _beats(metrics, "random_actions")
 
 
-@pytest.mark.xfail(strict=True, reason="not met: the learned policy scores 0.805 +- 0.006 "
-                   "against the hand-written heuristic's 0.947; see docs/kinds/level.md")
 def test_release_gate_learned_policy_beats_the_heuristic(metrics):
     assert _beats(metrics, "heuristic")
 
