@@ -128,7 +128,7 @@ def export(cfg: Config, work_dir: Path, out_dir: Path) -> None:
         files.update(_int8_files(cfg, g_tf2onnx, g_entry, out_dir))
         notes += INT8_NOTES
         # int8 matches fp32 within the draws' spread (gated), is faster and 40% of the
-        # size: the default, with the fp32 models kept in the checkout only
+        # size: the default, with the fp32 generator kept in the checkout only
         files["generator"]["checkout_only"] = True
         default_precision = "int8"
     write_entry(out_dir, KIND, files, common.config_dict(cfg), notes=notes,
