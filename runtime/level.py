@@ -14,7 +14,7 @@ all-wall grid as a turtle on a corridor lattice: it carves the main arm from S a
 (path length), carves a return arm back to S (a second, disjoint route), puts hazards on the
 main arm and treasure at branch tips, and grows dead-end branches until the floor share target is
 met. The designer targets are part of its observation; ``difficulty`` sets them
-(``runtime.level_env.targets``) and the explicit options override them. Actions are sampled
+(``runtime.level_targets.targets``) and the explicit options override them. Actions are sampled
 from ``softmax((Q - max Q) / (max Q - min Q) / T)`` per state (``T`` from the ``env`` side file).
 The rules (lattice, phases, budgets, repair) are ``runtime/level_env.py``.
 

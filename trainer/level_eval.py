@@ -9,7 +9,7 @@
 * ``controllability``: ``eval_seeds`` levels per size with ``path_length`` requested uniformly
   in ``[m, 3 m]`` tiles (``m`` the lattice side) at difficulty 0.5: share within +-20%.
 * ``ablation``: the target score (0..1, the mean of the five target terms of
-  ``runtime.level_env.score``) and per-target hit rates of the learned policy (the shipped table
+  ``runtime.level_targets.score``) and per-target hit rates of the learned policy (the shipped table
   and ``ablation_seeds`` tables trained with other seeds: spread over training seeds), the
   heuristic prior the learning starts from on its own (``q_prior*.npy``), Q-learning from zeros
   (``q_scratch*.npy`` when present in the work directory), the
