@@ -417,3 +417,18 @@ def test_quick_training_exports_a_working_policy(tmp_path):
     assert info["files"]["q"]["inputs"][0]["shape"] == [None, OBS_DIM]
     reply = runtime.generate("dialogue", history=[EXAMPLE], seed=0, models_dir=tmp_path / "out")
     assert isinstance(reply, str) and reply.act
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5, 0.7])
+def test_one_row_mask_matches_the_batched_mask(p):
+    """mask_row (the runtime's reply path, plain Python) and mask_from_obs (the trainer's
+    batches, numpy) are two writings of one rule: they agree on every observation."""
+    from runtime.dialogue_tracker import mask_row
+
+    rng = np.random.default_rng(int(p * 10))
+    obs = (rng.random((2000, OBS_DIM)) < p).astype(np.float32)
+    graded = list(range(0, OBS_DIM, 7))           # asked-counts and the turn are graded
+    obs[:, graded] = rng.random((len(obs), len(graded)))
+    want = mask_from_obs(obs)
+    got = np.array([mask_row([float(x) for x in row]) for row in obs])
+    assert got.shape == want.shape and (got == want).all()
