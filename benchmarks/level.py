@@ -8,7 +8,8 @@ Measured in one run, same machine, one thread:
    its pure-Python twin (``fastcore.reference_level``) on the same workload: the ratio is
    measured, not assumed.
 2. Q-learning steps (= Q-updates) per second of ``train_level_agent`` (epsilon-greedy
-   Q-learning through ``fastcore._core.train_q``, the training loop).
+   Q-learning over the actions each state allows, the training loop in
+   ``fastcore/level_env.pyx``).
 3. The level metrics of one finished level (shortest path, disjoint routes, forced hazards,
    treasure, floor): C against Python.
 4. ``runtime.generate("level", size=..., difficulty=1.0)`` with the shipped model: p50 and p90

@@ -2,9 +2,9 @@
 """Level editing environment (PCGRL turtle on a corridor lattice), at C speed.
 
 The rules are those of ``runtime/level_env.py`` (its docstring is the specification: lattice,
-phases, actions, observation, rewards, metrics); this file runs them without the GIL for
-``fastcore._core.train_q`` and the pure-Python ``runtime.level_env.Editor`` is its bit-exact
-twin (``fastcore.reference_level.LevelEnvPy``; parity tests in tests/test_level.py).
+phases, actions, action masks, observation, rewards, metrics); this file runs them without the
+GIL for the Q-learning loop below and the pure-Python ``runtime.level_env.Editor`` is its
+bit-exact twin (``fastcore.reference_level.LevelEnvPy``; parity tests in tests/test_level.py).
 
 Per episode the environment draws (SplitMix64, in this order): the size ``n`` uniform in
 ``[size_min, size_max]``, the difficulty ``d`` uniform in [0, 1), whether the path target comes
@@ -24,8 +24,10 @@ Python entry points
 -------------------
 ``train_level_agent(episodes, *, alpha=0.1, gamma=0.98, epsilon=0.2, epsilon_decay=1.0,
 epsilon_min=0.0, max_steps=20000, seed=0, q=None, algorithm="q", **env_kwargs) -> (q, stats)``
-    Tabular Q-learning through ``fastcore._core.train_q`` (GIL released); ``env_kwargs``:
-    ``size_min``, ``size_max``.
+    Tabular Q-learning (GIL released) with the semantics of ``fastcore._core.train_q``, except
+    that exploration, the greedy action and the target's max range over the actions the state
+    allows (``state_mask``, twin ``runtime.level_env.state_mask``); ``env_kwargs``:
+    ``size_min``, ``size_max``. ``action_masks()`` lists the masks of all states.
 ``LevelEnv(...).rollout(n_steps, seed)`` uniformly random actions (the benchmark and the
 parity tests); ``LevelEnv.tiles()``, ``.metrics()``, ``.targets()`` inspect the episode.
 """
@@ -34,7 +36,8 @@ from libc.math cimport fabs
 
 import numpy as np
 
-from fastcore._core cimport Env, Rng, rng_below, rng_uniform
+from fastcore._core cimport (Env, EpisodeLog, Rng, episode_log, rng_below, rng_uniform,
+                             seeded_rng)
 
 from fastcore import _core
 
@@ -159,6 +162,55 @@ cdef double score(Metrics* met, Targets* tg) noexcept nogil:
     f = met.floor_share / tg.floor
     total += f if f < 1.0 else 1.0
     return total
+
+
+cdef int state_mask(int state) noexcept nogil:
+    """The actions allowed in ``state`` as bits (runtime ``state_mask``); never empty."""
+    cdef int nb = state // N_FEAT, f = state % N_FEAT, allowed = 0, k, c
+    if f < A_FEAT:
+        allowed = 0b1010000 | (0b0100000 if f & 1 else 0)
+        for k in range(4):
+            if (nb >> (2 * k)) & 3:
+                allowed |= 1 << k
+    elif f < A_FEAT + B_FEAT:
+        allowed = 0b1001111
+    else:
+        c = f - A_FEAT - B_FEAT
+        for k in range(4):
+            if (nb >> (2 * k)) & 3 == 1:
+                allowed |= 1 << k
+        if c >> 2:
+            allowed |= 0b0010000 | (0b1000000 if (c >> 1) & 1 else 0)
+    return allowed if allowed else (1 << N_ACTIONS) - 1
+
+
+cdef inline int masked_argmax(const double* row, int mask) noexcept nogil:
+    """First allowed index of the largest allowed value."""
+    cdef int a, best = -1
+    cdef double v = 0.0
+    for a in range(N_ACTIONS):
+        if (mask >> a) & 1 and (best < 0 or row[a] > v):
+            v = row[a]
+            best = a
+    return best
+
+
+cdef inline int masked_pick(int mask, int k) noexcept nogil:
+    """The k-th allowed action (k from 0)."""
+    cdef int a
+    for a in range(N_ACTIONS):
+        if (mask >> a) & 1:
+            if k == 0:
+                return a
+            k -= 1
+    return -1
+
+
+cdef inline int popcount7(int mask) noexcept nogil:
+    cdef int a, n = 0
+    for a in range(N_ACTIONS):
+        n += (mask >> a) & 1
+    return n
 
 
 # ------------------------------------------------------------------------------ metrics
@@ -608,7 +660,7 @@ cdef class LevelEnv(Env):
                 if self.pos == self.s or self.cells[self.jt(self.pos)] != FLOOR:
                     return BUMP_REWARD - STEP_REWARD
                 return self.place_goal(self.pos, rng)
-            if self.phase == PHASE_B:
+            if self.phase == PHASE_B or self.blen == 0:
                 return BUMP_REWARD - STEP_REWARD
             self.new_root(rng)
             return 0.0
@@ -623,7 +675,8 @@ cdef class LevelEnv(Env):
             self.paid += reward
             return reward
         c = self.jt(self.pos)
-        if self.cells[c] != FLOOR or self.pos == self.s or self.pos == self.g:
+        if self.cells[c] != FLOOR or self.pos == self.s or self.pos == self.g \
+                or self.treasures >= self.tg.treasure or (self.phase == PHASE_C and self.blen == 0):
             return BUMP_REWARD - STEP_REWARD
         self.cells[c] = TREASURE
         self.treasures += 1
@@ -716,15 +769,87 @@ cdef tuple _measure_with(LevelEnv env, const unsigned char[::1] flat, int n, int
             met.treasure, met.off_route, met.floor_share, met.unreachable, met.regions)
 
 
-def train_level_agent(long episodes, *, double alpha=0.1, double gamma=0.98,
-                      double epsilon=0.2, double epsilon_decay=1.0, double epsilon_min=0.0,
-                      long max_steps=20000, uint64_t seed=0, q=None, algorithm="q",
+def action_masks():
+    """``state_mask`` of every state, uint8 ``(N_STATES,)`` (the parity test)."""
+    out = np.zeros(N_STATES, dtype=np.uint8)
+    cdef int s
+    for s in range(N_STATES):
+        out[s] = state_mask(s)
+    return out
+
+
+cdef void _masked_q_loop(LevelEnv env, double* Q, int64_t episodes, double alpha,
+                         double gamma, double* epsilon_io, double epsilon_decay,
+                         double epsilon_min, int64_t max_steps, Rng* rng, double* returns,
+                         int64_t* lengths, int64_t* updates_out) noexcept nogil:
+    """``fastcore._core`` Q-learning restricted to the allowed actions of each state: the same
+    draws (one uniform, then ``rng_below(allowed)`` when exploring), the greedy action and the
+    target's max over the allowed actions only (twin: ``reference_level.train_level_agent``)."""
+    cdef double epsilon = epsilon_io[0], r, target, G
+    cdef int64_t ep, t, updates = 0
+    cdef int s, s2, a, mask
+    cdef bint done
+    cdef double* row
+    cdef double* nrow
+    for ep in range(episodes):
+        s = env.reset(rng)
+        G = 0.0
+        t = 0
+        while t < max_steps:
+            row = Q + <Py_ssize_t>s * N_ACTIONS
+            mask = state_mask(s)
+            if rng_uniform(rng) < epsilon:
+                a = masked_pick(mask, rng_below(rng, popcount7(mask)))
+            else:
+                a = masked_argmax(row, mask)
+            done = False
+            r = 0.0
+            s2 = env.step(s, a, rng, &r, &done)
+            if done:
+                target = r
+            else:
+                nrow = Q + <Py_ssize_t>s2 * N_ACTIONS
+                target = r + gamma * nrow[masked_argmax(nrow, state_mask(s2))]
+            row[a] = row[a] + alpha * (target - row[a])
+            updates += 1
+            G = G + r
+            t += 1
+            s = s2
+            if done:
+                break
+        if returns != NULL:
+            returns[ep] = G
+            lengths[ep] = t
+        epsilon = epsilon * epsilon_decay
+        if epsilon < epsilon_min:
+            epsilon = epsilon_min
+    epsilon_io[0] = epsilon
+    updates_out[0] = updates
+
+
+def train_level_agent(episodes, *, alpha=0.1, gamma=0.98, epsilon=0.2, epsilon_decay=1.0,
+                      epsilon_min=0.0, max_steps=20000, seed=0, q=None, algorithm="q",
                       **env_kwargs):
-    """Q-learning of the level editor in C; returns ``(q, stats)`` (see the module docstring)."""
+    """Q-learning of the level editor in C over the allowed actions of each state
+    (``state_mask``); returns ``(q, stats)`` like ``fastcore._core.train_q`` (``q`` updated in
+    place; only ``algorithm="q"``)."""
     env = LevelEnv(**env_kwargs)
+    if algorithm != "q":
+        raise ValueError(f"algorithm must be 'q' for the level editor, got {algorithm!r}")
     if q is None:
         q = np.zeros((env.n_states, env.n_actions), dtype=np.float64)
-    stats = _core.train_q(env, q, episodes, alpha=alpha, gamma=gamma, epsilon=epsilon,
-                          epsilon_decay=epsilon_decay, epsilon_min=epsilon_min,
-                          max_steps=max_steps, seed=seed, algorithm=algorithm)
-    return q, stats
+    _core.check_q_table("q", q, (env.n_states, env.n_actions))
+    (episodes, alpha, gamma, epsilon, epsilon_decay, epsilon_min, max_steps,
+     seed) = _core.check_train_args(episodes, alpha, gamma, epsilon, epsilon_decay,
+                                    epsilon_min, max_steps, seed)
+    returns, lengths = np.zeros(episodes, np.float64), np.zeros(episodes, np.int64)
+    cdef EpisodeLog log = episode_log(returns, lengths)
+    cdef double[:, ::1] qv = q
+    cdef Rng rng = seeded_rng(<uint64_t>seed)
+    cdef double eps = epsilon, a_ = alpha, g_ = gamma, dec = epsilon_decay, emin = epsilon_min
+    cdef int64_t updates = 0, n_ep = episodes, n_max = max_steps
+    cdef LevelEnv e = env
+    with nogil:
+        _masked_q_loop(e, &qv[0, 0], n_ep, a_, g_, &eps, dec, emin, n_max, &rng, log.returns,
+                       log.lengths, &updates)
+    return q, {"returns": returns, "lengths": lengths, "updates": int(updates), "epsilon": eps}

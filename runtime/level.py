@@ -15,7 +15,8 @@ all-wall grid as a turtle on a corridor lattice: it carves the main arm from S a
 main arm and treasure at branch tips, and grows dead-end branches until the floor share target is
 met. The designer targets are part of its observation; ``difficulty`` sets them
 (``runtime.level_targets.targets``) and the explicit options override them. Actions are sampled
-from ``softmax((Q - max Q) / (max Q - min Q) / T)`` per state (``T`` from the ``env`` side file).
+from ``softmax((Q - max Q) / (max Q - min Q) / T)`` per state over the actions the state allows
+(``rules.state_mask``; ``T`` from the ``env`` side file).
 The rules (lattice, phases, budgets, repair) are ``runtime/level_env.py``.
 
 ``Level.achieved``: the measured level (path length in tiles, disjoint routes up to 2, hazards
@@ -101,14 +102,24 @@ class _Draws:
         return self.buf[self.i - 1]
 
 
+def allowed_actions() -> np.ndarray:
+    """bool ``(N_STATES, N_ACTIONS)``: the actions ``rules.state_mask`` allows per state."""
+    masks = np.asarray(rules.state_masks(), np.int64)[:, None]
+    return (masks >> np.arange(N_ACTIONS)) & 1 == 1
+
+
 def cumulative_policy(table: np.ndarray, temperature: float) -> list:
-    """Per-state cumulative action probabilities (Python lists, for bisect)."""
+    """Per-state cumulative action probabilities (Python lists, for bisect) of
+    ``softmax((Q - max) / (max - min) / T)`` over the allowed actions (max and min over them
+    too); a left-out action has probability 0 and can never be drawn."""
     q = np.asarray(table, np.float64)
-    hi = q.max(axis=1, keepdims=True)
-    span = hi - q.min(axis=1, keepdims=True) + 1e-9
-    p = np.exp((q - hi) / span / temperature)
+    ok = allowed_actions()
+    hi = np.where(ok, q, -np.inf).max(axis=1, keepdims=True)
+    span = hi - np.where(ok, q, np.inf).min(axis=1, keepdims=True) + 1e-9
+    p = np.where(ok, np.exp((np.where(ok, q, hi) - hi) / span / temperature), 0.0)
     c = np.cumsum(p / p.sum(axis=1, keepdims=True), axis=1)
-    c[:, -1] = 1.0
+    last = N_ACTIONS - 1 - np.argmax(ok[:, ::-1], axis=1)
+    c[np.arange(N_ACTIONS) >= last[:, None]] = 1.0     # u < 1 always lands on an allowed one
     return c.tolist()
 
 

@@ -23,11 +23,26 @@ The turtle starts on ``S`` (a random junction). Actions, in three phases:
   refused, except in phase B into ``S``, which closes the ring (a second disjoint route).
 * 4 ``mark``: phase A places ``G`` on the turtle's junction (its depth in the carved tree is
   the path length); refused in phase B (the return arm ends by closing the ring or when its
-  budget runs out); phase C ends the branch.
+  budget runs out); phase C ends the branch, refused on an empty branch (a fresh root: ending
+  it would only re-draw the root, without an edit).
 * 5 ``hazard``: puts ``^`` on the edge tile just carved (phase A only: hazards go on the main
   arm, and the return arm, when it closes, is the hazard-free route around them).
-* 6 ``treasure``: puts ``$`` on the turtle's junction (not on S or G); in phase C it also ends
-  the branch.
+* 6 ``treasure``: puts ``$`` on the turtle's junction (not on S or G), refused once the
+  treasure target is placed (treasure is capped at its target); in phase C it also ends the
+  branch, refused on an empty branch like ``mark``.
+
+Action masks (``state_mask``): the actions the editor refuses in every situation that gives a
+state (moves into a refused neighbour in phases A and C, ``hazard`` without a fresh edge or
+outside phase A, ``mark`` in phase B, ``mark`` and ``treasure`` on an empty branch or
+``treasure`` once the target is placed in phase C) are left out of the choice: the Q-learning
+in C (``fastcore.level_env.train_level_agent``: exploration, greedy action and the target's
+max), its twin and the runtime's sampling all choose among the allowed actions only. In phase
+C every allowed action edits (a carve, or the end of a branch of at least one carve), so phase
+C ends after at most ``2 m^2`` allowed actions, well within its budget. The refusals a state
+cannot tell (``mark`` on ``S``; ``treasure`` on ``S``, ``G``, a junction that has some, or past
+the target, in phases A and B) stay bumps, and walking back and forth along an arm is allowed:
+the phase budgets below are the step caps that end any such loop, each with a defined
+fallback (phase A: the repair; phase B: phase C starts without the ring; phase C: done).
 
 Phase A carves the main arm from ``S`` and places ``G``. Phase B (when the targets ask for two
 routes) carves a return arm from ``G`` that may touch no carved junction but ``S``. Phase C
@@ -63,8 +78,30 @@ episode's return is the target score plus the step costs.
 """
 from __future__ import annotations
 
-from bisect import bisect_left, insort
-
+from runtime.level_lattice import (  # noqa: F401  (re-exported: geometry, state, masks)
+    A_FEAT,
+    ACTIONS,
+    ALL_ACTIONS,
+    B_FEAT,
+    C_FEAT,
+    DONE,
+    DX,
+    DY,
+    N_ACTIONS,
+    N_FEAT,
+    N_NB,
+    N_STATES,
+    PHASE_A,
+    PHASE_B,
+    PHASE_C,
+    e_bucket,
+    gap_bucket,
+    geometry,
+    select_bit,
+    slack_bucket,
+    state_mask,
+    state_masks,
+)
 from runtime.level_metrics import (  # noqa: F401  (re-exported: the rule book's metrics)
     FLOOR,
     HAZARD,
@@ -84,69 +121,11 @@ from runtime.level_targets import (  # noqa: F401  (re-exported: targets and sco
     targets,
 )
 
-DX = (1, 0, -1, 0)            # right, down, left, up
-DY = (0, 1, 0, -1)
-PHASE_A, PHASE_B, PHASE_C, DONE = 0, 1, 2, 3
-N_NB = 256
-A_FEAT, B_FEAT, C_FEAT = 28, 28, 16
-N_FEAT = A_FEAT + B_FEAT + C_FEAT
-N_STATES = N_NB * N_FEAT
-N_ACTIONS = 7
-ACTIONS = ("right", "down", "left", "up", "mark", "hazard", "treasure")
 STEP_REWARD = -0.01
 BUMP_REWARD = -0.05
 RING_REWARD = 1.0
-ENCODING = "lattice-turtle-v2"
+ENCODING = "lattice-turtle-v3"
 TILE_CHARS = "#.^$"
-
-
-# ------------------------------------------------------------------------------ the editor
-def gap_bucket(gap: int) -> int:
-    if gap <= -2:
-        return 0
-    if gap <= 1:
-        return gap + 2
-    return 4 if gap <= 3 else 5 if gap <= 7 else 6
-
-
-_GEOMETRY: dict = {}
-
-
-def geometry(n: int) -> tuple:
-    """(junction tiles, in-lattice neighbour junctions, links, neighbour bit masks, shift
-    masks) of an ``n x n`` level (constant)."""
-    hit = _GEOMETRY.get(n)
-    if hit is None:
-        m = lattice(n)
-        jtile = tuple((2 * (j // m) + 1) * n + 2 * (j % m) + 1 for j in range(m * m))
-        nbrs = tuple(tuple((j // m + DY[k]) * m + j % m + DX[k] for k in range(4)
-                           if 0 <= j % m + DX[k] < m and 0 <= j // m + DY[k] < m)
-                     for j in range(m * m))
-        # per junction, per direction: (neighbour junction, edge tile, status weight) or None
-        links = tuple(tuple(((j // m + DY[k]) * m + j % m + DX[k], jtile[j] + DX[k] + DY[k] * n,
-                             4 ** k)
-                            if 0 <= j % m + DX[k] < m and 0 <= j // m + DY[k] < m else None
-                            for k in range(4))
-                      for j in range(m * m))
-        nbmask = tuple(sum(1 << x for x in nb) for nb in nbrs)
-        not_last = sum(1 << j for j in range(m * m) if j % m != m - 1)
-        not_first = sum(1 << j for j in range(m * m) if j % m != 0)
-        hit = _GEOMETRY[n] = (jtile, nbrs, links, nbmask, (not_last, not_first))
-    return hit
-
-
-def e_bucket(e: int) -> int:
-    """Return-arm excess (its length if it heads for S now, minus G's depth) -> 1..6."""
-    if e <= -3:
-        return 1
-    if e <= 0:
-        return e + 4
-    return 5 if e <= 2 else 6
-
-
-def slack_bucket(s: int) -> int:
-    """Phase B steps left minus the moves to S -> 0..3."""
-    return 0 if s < 0 else 1 if s <= 3 else 2 if s <= 10 else 3
 
 
 class Editor:
@@ -160,10 +139,8 @@ class Editor:
         self.jtile, self.nbrs, self.links, self.nbmask, self.shift = geometry(n)
         self.carved = bytearray(m * m)
         self.freeb = (1 << (m * m)) - 1        # uncarved junctions as bits
+        self.carvedb = 0                       # carved junctions as bits
         self.reach_key, self.reach = None, None
-        # uncarved neighbours per junction; a carved junction with some is a branch root
-        self.free = bytearray(len(nb) for nb in self.nbrs)
-        self.roots = []                    # sorted: carved junctions with one (branch roots)
         self.tiles = bytearray(n * n)
         self.depth = [0] * (m * m)         # tree depth from S (phase A) / from G (phase B)
         self.owner = bytearray(m * m)      # 1 main arm, 2 return arm, 3 branch
@@ -185,13 +162,14 @@ class Editor:
     def _carved(self, j: int) -> None:
         self.carved[j] = 1
         self.freeb &= ~(1 << j)
-        free, carved, roots = self.free, self.carved, self.roots
-        for x in self.nbrs[j]:
-            free[x] -= 1
-            if not free[x] and carved[x]:
-                roots.pop(bisect_left(roots, x))
-        if free[j]:
-            insort(roots, j)
+        self.carvedb |= 1 << j
+
+    def _roots(self) -> int:
+        """Branch roots as bits: carved junctions with an uncarved neighbour."""
+        free, m = self.freeb, self.m
+        not_last, not_first = self.shift
+        return self.carvedb & (((free & not_last) << 1) | ((free & not_first) >> 1)
+                               | (free << m) | (free >> m))
 
     def status(self, k: int) -> int:
         m, j = self.m, self.pos
@@ -222,7 +200,8 @@ class Editor:
                 out[k] = -1
                 want |= 1 << link[0]
         not_last, not_first = self.shift
-        cur = seen = self.nbmask[self.s] & free
+        cur = self.nbmask[self.s] & free
+        rem = free ^ cur                        # uncarved junctions not reached yet
         d = 1
         while cur and want:
             hit = cur & want
@@ -231,10 +210,9 @@ class Editor:
                 for k, link in enumerate(links):
                     if link is not None and hit >> link[0] & 1:
                         out[k] = d
-            nxt = (((cur & not_last) << 1) | ((cur & not_first) >> 1) | (cur << m)
-                   | (cur >> m)) & free & ~seen
-            seen |= nxt
-            cur = nxt
+            cur = (((cur & not_last) << 1) | ((cur & not_first) >> 1) | (cur << m)
+                   | (cur >> m)) & rem
+            rem ^= cur
             d += 1
         self.reach_key, self.reach = key, out
         return out
@@ -390,10 +368,11 @@ class Editor:
             self.phase = DONE
             return
         # carved junctions with an uncarved neighbour, in index order (as the C scan)
-        if not self.roots:
+        roots = self._roots()
+        if not roots:
             self.phase = DONE
             return
-        self.pos = self.roots[self.rng.below(len(self.roots))]
+        self.pos = select_bit(roots, self.rng.below(roots.bit_count()))
 
     def _act(self, a: int) -> float:
         if a < 4:
@@ -404,7 +383,7 @@ class Editor:
                 if self.pos == self.s or self.tiles[self.jt(self.pos)] != FLOOR:
                     return BUMP_REWARD - STEP_REWARD
                 return self._place_goal(self.pos)
-            if ph == PHASE_B:
+            if ph == PHASE_B or self.blen == 0:
                 return BUMP_REWARD - STEP_REWARD
             self._new_root()
             return 0.0
@@ -419,7 +398,8 @@ class Editor:
             self.paid += reward
             return reward
         c = self.jt(self.pos)
-        if self.tiles[c] != FLOOR or self.pos == self.s or self.pos == self.g:
+        if self.tiles[c] != FLOOR or self.pos == self.s or self.pos == self.g \
+                or self.treasures >= self.tg[3] or (ph == PHASE_C and self.blen == 0):
             return BUMP_REWARD - STEP_REWARD
         self.tiles[c] = TREASURE
         self.treasures += 1

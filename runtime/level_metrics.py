@@ -8,6 +8,7 @@ from collections import deque
 
 WALL, FLOOR, HAZARD, TREASURE = 0, 1, 2, 3
 _WALKABLE = bytes([0] + [1] * 255)      # tile code -> 1 walkable, 0 wall (bytes.translate)
+_DIGITS = bytes(range(48, 50)) + bytes(254)     # 0/1 -> "0"/"1" (for int(..., 2))
 
 
 def _bfs(walk, n: int, start: int, blocked: int = -1) -> list:
@@ -27,8 +28,43 @@ def _bfs(walk, n: int, start: int, blocked: int = -1) -> list:
     return dist
 
 
-def separating_tiles(walk, n: int, s: int, g: int, ds: list) -> tuple:
-    """(routes, tiles every S-G route steps on) for a reachable G; ``ds`` = BFS from S.
+def _bits(walk) -> int:
+    """A 0/1 bytearray as an int (bit c set: tile c walkable)."""
+    return int(bytes(walk).translate(_DIGITS)[::-1], 2)
+
+
+def _spread(cur: int, n: int) -> int:
+    """The 4-neighbours of a set of tiles (the border is wall: no wrap reaches a walkable
+    tile)."""
+    return (cur << 1) | (cur >> 1) | (cur << n) | (cur >> n)
+
+
+def _layers(walk_bits: int, n: int, start: int, stop: int = -1) -> tuple:
+    """A BFS as bit sets: (layers, unreached) with ``layers[d]`` the tiles at distance d from
+    ``start`` and ``unreached`` the walkable tiles never reached (``stop``: end once that
+    tile is reached)."""
+    cur = 1 << start
+    rem = walk_bits & ~cur
+    layers = [cur]
+    while not (stop >= 0 and cur >> stop & 1):
+        cur = ((cur << 1) | (cur >> 1) | (cur << n) | (cur >> n)) & rem
+        if not cur:
+            break
+        rem ^= cur
+        layers.append(cur)
+    return layers, rem
+
+
+def _depth(layers: list, c: int) -> int:
+    for d, layer in enumerate(layers):
+        if layer >> c & 1:
+            return d
+    return -1
+
+
+def separating_tiles(walk, n: int, s: int, g: int, ds: list, walk_bits: int = None) -> tuple:
+    """(routes, tiles every S-G route steps on) for a reachable G; ``ds`` = the BFS layers
+    from S (``_layers``).
 
     Takes one shortest path P = p0..pk (S..G) and flood-fills the walkable tiles off P: each
     such region touching P at indices lo < hi gives a bypass of p(lo+1)..p(hi-1). An inner
@@ -37,39 +73,42 @@ def separating_tiles(walk, n: int, s: int, g: int, ds: list) -> tuple:
     S and G, iff some region touches both."""
     steps = (1, n, -1, -n)
     path, c = [g], g
-    while c != s:
+    for d in range(_depth(ds, g) - 1, -1, -1):
+        layer = ds[d]
         for st in steps:
-            d = c + st
-            if walk[d] and ds[d] == ds[c] - 1:
-                c = d
+            x = c + st
+            if walk[x] and layer >> x & 1:
+                c = x
                 break
         path.append(c)
     path.reverse()
     k = len(path) - 1
     index = {c: i for i, c in enumerate(path)}
-    seen = bytearray(n * n)
+    on_path = 0
     for c in path:
-        seen[c] = 1
+        on_path |= 1 << c
+    off = (_bits(walk) if walk_bits is None else walk_bits) & ~on_path
     cover = [0] * (k + 2)
     both = False
     for c0 in path:
         for st in steps:
             start = c0 + st
-            if not walk[start] or seen[start]:
+            if not off >> start & 1:
                 continue
-            seen[start] = 1
-            lo, hi, stack = k, 0, [start]
-            while stack:
-                c = stack.pop()
-                for st2 in steps:
-                    d = c + st2
-                    i = index.get(d)
-                    if i is not None:
-                        lo = i if i < lo else lo
-                        hi = i if i > hi else hi
-                    elif walk[d] and not seen[d]:
-                        seen[d] = 1
-                        stack.append(d)
+            region = cur = 1 << start
+            off ^= cur
+            while cur:
+                cur = ((cur << 1) | (cur >> 1) | (cur << n) | (cur >> n)) & off
+                off ^= cur
+                region |= cur
+            touch = _spread(region, n) & on_path
+            lo, hi = k, 0
+            while touch:
+                low = touch & -touch
+                touch ^= low
+                i = index[low.bit_length() - 1]
+                lo = i if i < lo else lo
+                hi = i if i > hi else hi
             if lo == 0 and hi == k:
                 both = True
             if hi - lo >= 2:
@@ -95,29 +134,37 @@ def measure(tiles, n: int, s: int, g: int) -> tuple:
     with a max flow and one BFS per hazard: two algorithms, the same numbers); hazard_free_route: G is
     reachable from S without stepping on any hazard; treasure_off_route: treasure on no
     shortest S-G path; floor_share: walkable tiles / n^2; unreachable_floor: walkable tiles not
-    reachable from S; regions: connected areas of walkable tiles."""
+    reachable from S; regions: connected areas of walkable tiles. The searches are BFS over
+    bit sets of tiles (Python ints), one layer per operation: the tiles are the border-walled
+    ``n x n`` grid, S and G on it."""
     tiles = bytes(tiles)
-    walk = bytearray(tiles.translate(_WALKABLE))
-    ds = _bfs(walk, n, s)
-    dg = _bfs(walk, n, g)
-    path_len = ds[g]
+    if not (0 <= s < n * n and 0 <= g < n * n):
+        raise ValueError(f"S and G must be tiles of the {n}x{n} level, got {s}, {g}")
+    walk = tiles.translate(_WALKABLE)
+    walk_bits = _bits(walk)
+    ds, unreached = _layers(walk_bits, n, s)
+    path_len = _depth(ds, g)
     n_walk = walk.count(1)
-    unreachable = n_walk - (n * n - ds.count(-1)) + (0 if walk[s] else 1)
     hazards = _where(tiles, HAZARD)
     treasure = _where(tiles, TREASURE)
     routes, forced = 0, 0
     if path_len >= 0:
-        routes, cut = separating_tiles(walk, n, s, g, ds)
+        routes, cut = separating_tiles(walk, n, s, g, ds, walk_bits)
         forced = sum(1 for c in cut if tiles[c] == HAZARD)
     if hazards and path_len >= 0:
-        nohaz = bytearray(walk)
+        nohaz = walk_bits
         for h in hazards:
-            nohaz[h] = 0
-        hazard_free = 1 if _bfs(nohaz, n, s)[g] >= 0 else 0
+            nohaz &= ~(1 << h)
+        hazard_free = 1 if _layers(nohaz, n, s, g)[0][-1] >> g & 1 else 0
     else:
         hazard_free = 1 if path_len >= 0 else 0
-    off = sum(1 for t in treasure
-              if ds[t] < 0 or dg[t] < 0 or ds[t] + dg[t] > path_len)
+    off = 0
+    if treasure:
+        dg = _layers(walk_bits, n, g)[0]
+        for t in treasure:
+            a, b = _depth(ds, t), _depth(dg, t)
+            off += a < 0 or b < 0 or a + b > path_len
+    unreachable = bin(unreached).count("1")
     regions = 1 if unreachable == 0 and n_walk else _regions(walk, n)
     return (path_len, routes, len(hazards), forced, hazard_free, len(treasure), off,
             n_walk / (n * n), unreachable, regions)

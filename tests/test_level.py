@@ -44,6 +44,58 @@ def test_training_matches_twin_and_learns():
     assert r[-500:].mean() > r[:500].mean() + 0.3
 
 
+def test_action_masks_match_and_leave_out_only_refused_actions():
+    """The state masks are the same in C and Python, and every left-out action is one the
+    editor refuses (a bump that changes nothing) in every situation seen."""
+    from fastcore.level_env import action_masks
+    from trainer.level_baselines import random_policy
+
+    masks = rules.state_masks()
+    assert list(action_masks()) == masks and all(masks)
+    seen = 0
+    for seed in range(40):
+        size = 8 + seed
+        draws, act, ed = rt._Draws(np.random.default_rng(seed)), random_policy(), rules.Editor()
+        state, done = ed.start(size, rt.design_targets(size, (seed % 5) / 4), draws), False
+        while not done:
+            before = (bytes(ed.tiles), ed.pos, ed.phase, ed.blen, ed.treasures)
+            for a in range(rules.N_ACTIONS):
+                if not masks[state] >> a & 1:
+                    probe = rules.Editor.__new__(rules.Editor)
+                    probe.__dict__ = {k: (v.copy() if hasattr(v, "copy") else v)
+                                      for k, v in ed.__dict__.items()}
+                    assert probe._act(a) == rules.BUMP_REWARD - rules.STEP_REWARD
+                    assert (bytes(probe.tiles), probe.pos, probe.phase, probe.blen,
+                            probe.treasures) == before
+                    seen += 1
+            state, _, done = ed.step(act(ed, draws))
+    assert seen > 1000
+
+
+def test_empty_branches_cannot_loop():
+    """A table that always prefers ``mark`` (or ``treasure``) once re-drew the branch root
+    without carving until phase C's budget ran out (16x16, difficulty 0: floor 0.043, levels
+    repeated). Now ``mark`` and ``treasure`` are refused on an empty branch and masked out of
+    the sampling: the floor target is met, every level differs, and treasure stays capped."""
+    from bisect import bisect_right
+
+    for prefer in (4, 6):
+        q = np.zeros((rules.N_STATES, rules.N_ACTIONS))
+        q[:, prefer] = 1.0
+        cum = rt.cumulative_policy(q, 0.02)
+        levels = []
+        for seed in range(30):
+            tg = rt.design_targets(16, 0.0)
+            ed = rt.run_editor(lambda s, d: bisect_right(cum[s], d.uniform()), 16, tg,
+                               rt._Draws(np.random.default_rng(seed)))
+            level = rt.make_level(ed)
+            check_level(level, 16)
+            assert level.achieved["floor_share"] >= tg[4], (prefer, seed)
+            assert level.achieved["treasure"] <= tg[3]
+            levels.append("".join(level))
+        assert len(set(levels)) == len(levels)
+
+
 def test_env_validation():
     with pytest.raises(ValueError, match="size_min"):
         LevelEnv(size_min=6)

@@ -91,15 +91,17 @@ def random_valid_policy():
     def act(ed, draws):
         st = [ed.status(k) for k in range(4)]
         ok = [k for k in range(4) if st[k]]
+        fresh = ed.phase == rules.PHASE_C and ed.blen == 0      # an empty branch
         if ed.phase == rules.PHASE_A:
             if ed.pos != ed.s and ed.tiles[ed.jt(ed.pos)] == rules.FLOOR:
                 ok.append(4)
-        else:
+        elif ed.phase == rules.PHASE_C and not fresh:
             ok.append(4)
         if ed.phase == rules.PHASE_A and ed.last_edge >= 0 \
                 and ed.tiles[ed.last_edge] == rules.FLOOR:
             ok.append(5)
-        if ed.tiles[ed.jt(ed.pos)] == rules.FLOOR and ed.pos not in (ed.s, ed.g):
+        if ed.tiles[ed.jt(ed.pos)] == rules.FLOOR and ed.pos not in (ed.s, ed.g) \
+                and ed.treasures < ed.tg[3] and not fresh:
             ok.append(6)
-        return ok[draws.below(len(ok))]
+        return ok[draws.below(len(ok))] if ok else 4
     return act

@@ -25,6 +25,16 @@ def test_release_gate_every_level_solvable_and_unique(metrics):
         assert t["unreachable_floor_max"] == 0, cell
 
 
+def test_release_gate_difficulty_0_has_no_stuck_levels(metrics):
+    """Difficulty 0 is outside the issue's cells, but an editor stuck in phase C (empty
+    branches re-drawn until the budget ran out) left 5 of 200 levels at 16x16 with a floor
+    share of 0.043, identical up to the start: every level differs and meets its floor."""
+    for size in (16, 32):
+        t = metrics["targets"][f"{size}/0"]
+        assert t["solvable_pct"] == 100.0 and t["unique_pct"] == 100.0, size
+        assert t["floor_share_min"] >= 0.28, size
+
+
 def test_release_gate_routes_hazards_treasure_floor(metrics):
     for cell in CELLS:
         t = metrics["targets"][cell]
