@@ -15,7 +15,8 @@ chorale melodies, tuned by reinforcement learning in the RL Tuner way.
    (``trainer.music_rewards``) and takes a REINFORCE step on ``E[reward] - kl_coef *
    KL(policy || prior)`` (normalised advantages; the KL is exact over the allowed events).
 4. **Export**: the tuned policy's single step ``(token, context, state) -> (logits, state)``
-   (embeddings folded into the GRU input projection), parity-checked against TensorFlow.
+   (embedding gathers, input projection, GRU update, output layer), parity-checked against
+   Keras' GRU and TensorFlow.
 5. **Evaluation** (``evaluate``): against held-out folk tunes (``trainer.music_eval``), next to
    the prior alone, a Markov chain and uniform random events; see ``docs/kinds/music.md``.
 
@@ -48,9 +49,10 @@ class Config:
     heldout_fraction: float = 0.15
     max_len: int = 160                      # events per training tune (longer ones truncated)
     # prior (GRU) and maximum likelihood
-    hidden: int = 128
+    hidden: int = 192
     token_dim: int = 48
     context_dim: int = 24
+    dropout: float = 0.1                    # on the embedded input, training only
     batch: int = 48
     epochs: int = 12
     lr: float = 3e-3
@@ -58,17 +60,17 @@ class Config:
     rl_updates: int = 150
     rl_batch: int = 48
     rl_lr: float = 3e-4
-    kl_coef: float = 0.25
+    kl_coef: float = 1.0
     rl_checkpoint: int = 50
     # reward weights (trainer.music_rewards)
     w_out_of_key: float = -1.0
     w_end_tonic: float = 4.0
-    w_end_long: float = 0.5
-    w_cadence: float = 0.3
+    w_end_long: float = 0.0                # off: pushed held notes the tunes do not have
+    w_cadence: float = 0.0                 # off: as w_end_long (phrase-end quarter notes)
     w_repeat: float = -1.0
     w_leap: float = -0.7
     w_trill: float = -0.7
-    w_motif: float = 0.3
+    w_motif: float = 0.0                   # off: rewarded repeated (plain) bar rhythms
     w_copy_bar: float = -0.5
     w_monotone: float = -2.0
     # evaluation
@@ -107,11 +109,22 @@ def split(cfg: Config, work_dir: Path):
 
 
 # ------------------------------------------------------------------------------ training
+def _mle_part(cfg_json: dict) -> dict:
+    """The config fields the prior depends on (RL, reward and evaluation fields left out)."""
+    return {k: v for k, v in cfg_json.items()
+            if not k.startswith(("rl_", "w_", "eval_", "kl_", "auc_"))}
+
+
 def _state(cfg: Config, work_dir: Path) -> dict:
+    """Progress in ``work_dir``: kept when the config is the same; when only RL, reward or
+    evaluation fields changed, the prior is kept and RL restarts from it."""
     from trainer.common import load_json
 
     state = load_json(work_dir / "state.json")
     cfg_json = asdict(cfg)
+    if state and state.get("config") != cfg_json \
+            and _mle_part(state.get("config", {})) == _mle_part(cfg_json):
+        state.update(config=cfg_json, rl_done=0, rl_reward=[], rl_kl=[])
     if not state or state.get("config") != cfg_json:
         state = {"config": cfg_json, "mle_done": False, "rl_done": 0, "mle_loss": [],
                  "val_nll": [], "rl_reward": [], "rl_kl": []}
@@ -146,7 +159,7 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
     train_recs, held = split(cfg, work_dir)
     print(f"music data: {len(train_recs)} training and {len(held)} held-out melodies")
     state = _state(cfg, work_dir)
-    prior = build_model(cfg.hidden, cfg.token_dim, cfg.context_dim)
+    prior = build_model(cfg.hidden, cfg.token_dim, cfg.context_dim, cfg.dropout)
     if state["mle_done"] and (work_dir / "mle.npz").exists():
         _load_weights(work_dir / "mle.npz", prior)
     else:
@@ -154,7 +167,7 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
         _save_weights(work_dir / "mle.npz", prior)
         state["mle_done"] = True
         save_json(work_dir / "state.json", state)
-    policy = build_model(cfg.hidden, cfg.token_dim, cfg.context_dim)
+    policy = build_model(cfg.hidden, cfg.token_dim, cfg.context_dim, cfg.dropout)
     policy.set_weights(prior.get_weights())
     if state["rl_done"] and (work_dir / "rl.npz").exists():
         _load_weights(work_dir / "rl.npz", policy)
@@ -249,9 +262,9 @@ def load_models(cfg: Config, work_dir: Path):
     """(prior, policy) Keras models with the saved weights."""
     from trainer.music_prior import build_model
 
-    prior = build_model(cfg.hidden, cfg.token_dim, cfg.context_dim)
+    prior = build_model(cfg.hidden, cfg.token_dim, cfg.context_dim, cfg.dropout)
     _load_weights(Path(work_dir) / "mle.npz", prior)
-    policy = build_model(cfg.hidden, cfg.token_dim, cfg.context_dim)
+    policy = build_model(cfg.hidden, cfg.token_dim, cfg.context_dim, cfg.dropout)
     _load_weights(Path(work_dir) / "rl.npz", policy)
     return prior, policy
 
@@ -261,15 +274,15 @@ def export(cfg: Config, work_dir: Path, out_dir: Path) -> None:
     import tensorflow as tf
 
     from trainer import export as tx
-    from trainer.music_prior import step_weights, tf_step
+    from trainer.music_prior import export_weights, step_weights, tf_export_step
 
     _, policy = load_models(cfg, work_dir)
-    arrays = step_weights(policy)
-    _check_step(policy, arrays)
+    _check_step(policy, step_weights(policy))
+    arrays = export_weights(policy)
 
     def step(token, context, state):
         w = [tf.constant(a) for a in arrays]
-        logits, new_state = tf_step(w, token, context, state)
+        logits, new_state = tf_export_step(w, token, context, state)
         return tf.identity(logits, name="logits"), tf.identity(new_state, name="state_out")
 
     h = cfg.hidden
@@ -313,6 +326,14 @@ def _check_step(model, weights) -> None:
     diff = float(np.max(np.abs(np.stack(got, 1) - want)))
     if diff > 1e-3:
         raise RuntimeError(f"the GRU step differs from Keras' GRU layer by {diff}")
+    from trainer.music_prior import export_weights, tf_export_step
+
+    state = np.zeros((3, model.gru.units), np.float32)
+    shipped, folded = tf_export_step(export_weights(model), tok[:, 0], ctx[:, 0], state)[0], \
+        numpy_step(weights, tok[:, 0], ctx[:, 0], state)[0]
+    diff = float(np.max(np.abs(np.asarray(shipped) - folded)))
+    if diff > 1e-3:
+        raise RuntimeError(f"the shipped (unfolded) step differs from the folded one by {diff}")
 
 
 def evaluate(cfg: Config, work_dir: Path, models_dir: Path) -> dict:

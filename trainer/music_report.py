@@ -10,10 +10,14 @@ style, ``eval_bars`` bars, seed = its index:
 * ``prior``: the maximum-likelihood prior before RL, through the same sampler (the ablation);
 * ``markov``: a Markov chain over events, P(event | previous event, position in the bar) from
   the training tunes (add-0.1 smoothing, interpolated with P(event | position)), same masks;
-* ``uniform``: uniform over the allowed events.
+* ``uniform``: uniform over the allowed events;
+* ``training_tunes``: real training folk tunes cut the same way, one per setting (the floor:
+  what real tunes the model could have learned from score).
 
 Every set gets ``trainer.music_eval.set_metrics`` (distances to the reference histograms), the
-two-sample AUC against the reference windows and near copies of training tunes. Held-out
+two-sample AUC against the reference windows (folds grouped by melody; the ungrouped figure
+is kept as ``two_sample_auc_ungrouped``), the window features that differ most, and near
+copies of training tunes. Held-out
 log-likelihood (nats per event, whole held-out folk tunes) is given for the prior, the tuned
 model and the Markov chain; the theory reward (IN THE REWARD, not evidence) for every set.
 """
@@ -27,7 +31,8 @@ import numpy as np
 from runtime import music as rt
 from runtime import music_vocab as V
 from trainer import music_data
-from trainer.music_eval import grid, interval_hist, duration_hist, set_metrics, two_sample_auc
+from trainer.music_eval import (duration_hist, feature_gaps, grid, interval_hist, set_metrics,
+                                two_sample_auc)
 
 TARGETS = {"interval_tv": ("<=", 0.15), "two_durations_pct": (">=", 90.0),
            "unique_rhythm_pct": (">=", 50.0), "near_copy_pct": ("<=", 5.0),
@@ -122,6 +127,27 @@ def _free_endings(models_dir, prior_step, cfg, settings) -> dict:
             "melodies": len(settings)}
 
 
+def _training_excerpts(train_recs, settings, cfg) -> list[dict]:
+    """Real training folk tunes (first ``eval_bars`` full bars), one per setting with its metre
+    and mode, drawn without replacement where the pool allows: the two-sample test's floor
+    (unseen real tunes are not a perfect match for the held-out ones either)."""
+    pools: dict = {}
+    for r in train_recs:
+        ex = excerpt(r, cfg.eval_bars) if r["style"] == "folk" else None
+        if ex is not None:
+            pools.setdefault((ex["meter"], bool(ex["minor"])), []).append(ex)
+    rng = np.random.default_rng(cfg.auc_seed)
+    order = {k: list(rng.permutation(len(v))) for k, v in pools.items()}
+    out = []
+    for meter, minor in settings:
+        key = (meter, bool(minor))
+        if not order.get(key):
+            order[key] = list(rng.permutation(len(pools.get(key, []))))
+        if order[key]:
+            out.append(pools[key][order[key].pop()])
+    return out
+
+
 def training_copy_pct(mels, train_recs, bars: int, frac: float = 0.25) -> float:
     """Melodies within ``frac`` of the grid of a training tune's first ``bars`` full bars."""
     refs: dict = {}
@@ -157,7 +183,7 @@ def evaluate(cfg, work_dir: Path, models_dir: Path) -> dict:
     def prior_step(token, context, state):
         return numpy_step(pw, np.array([token]), np.array([context]), state)
 
-    sets = {}
+    sets = {"training_tunes": _training_excerpts(train_recs, settings, cfg)}
     sets["rl"], latency = _shipped(models_dir, settings, cfg.eval_bars)
     sets["prior"] = _sampled(prior_step, cfg.hidden, settings, cfg.eval_bars)
     sets["markov"] = _sampled(markov.step, 1, settings, cfg.eval_bars)
@@ -178,6 +204,9 @@ def evaluate(cfg, work_dir: Path, models_dir: Path) -> dict:
     for name, mels in sets.items():
         m = set_metrics(mels, ref_iv, ref_du)
         m["two_sample_auc"] = two_sample_auc(mels, reference, seed=cfg.auc_seed)
+        m["two_sample_auc_ungrouped"] = two_sample_auc(mels, reference, seed=cfg.auc_seed,
+                                                       grouped=False)
+        m["window_feature_gaps"] = feature_gaps(mels, reference)
         m["training_copy_pct"] = training_copy_pct(mels, train_recs, cfg.eval_bars)
         m["theory_reward_in_reward"] = float(np.mean(
             batch_rewards(mels, weights)[0]))

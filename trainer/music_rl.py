@@ -92,7 +92,7 @@ def make_rl_step(model, prior, optimizer, kl_coef: float, clip: float = 1.0):
         neg = tf.where(allowed, 0.0, -1e9)
         prior_logp = tf.nn.log_softmax(prior(inputs, ctx) + neg)
         with tf.GradientTape() as tape:
-            logp = tf.nn.log_softmax(model(inputs, ctx, training=True) + neg)
+            logp = tf.nn.log_softmax(model(inputs, ctx) + neg)       # no dropout: as sampled
             taken = tf.reduce_sum(tf.one_hot(actions, V.N_EVENT) * logp, axis=-1) * valid
             pg = -tf.reduce_mean(advantages * tf.reduce_sum(taken, axis=1))
             p = tf.exp(logp)

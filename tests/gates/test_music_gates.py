@@ -39,9 +39,14 @@ def test_release_gate_key_and_ending(metrics):
     assert metrics["rl"]["end_tonic_pct"] >= 90.0
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped music model does not meet this target yet (see docs/kinds/music.md)")
 def test_release_gate_two_sample_auc(metrics):
     assert metrics["rl"]["two_sample_auc"] <= 0.80
+
+
+@pytest.mark.xfail(strict=True, reason="RL 0.794 against the prior's 0.775: RL still leans to "
+                   "quarter notes (duration TV 0.097 against 0.053; see docs/kinds/music.md)")
+def test_release_gate_rl_does_not_make_tunes_easier_to_tell_from_real(metrics):
+    assert metrics["rl"]["two_sample_auc"] <= metrics["prior"]["two_sample_auc"]
 
 
 def test_release_gate_rl_matters_and_keeps_likelihood(metrics):
