@@ -119,7 +119,7 @@ class DialogueModel(Model):
             tracker, transcript, opened = Tracker(cat), list(history), False
             for i, turn in enumerate(history):
                 if i % 2 == 0:
-                    tracker.user(nlu.parse(turn, tracker.last_sys))
+                    tracker.user(nlu.parse(turn, tracker.last_sys), nlu.typos(turn))
                 else:
                     tracker.system(reader.read(turn))
         if not transcript:
@@ -143,7 +143,7 @@ class DialogueModel(Model):
         transcript = state.get("transcript")
         if not isinstance(transcript, list) or not all(isinstance(t, str) for t in transcript):
             raise ValueError("state is damaged: its transcript is not a list of strings")
-        tracker.user(nlu.parse(history[0], tracker.last_sys))
+        tracker.user(nlu.parse(history[0], tracker.last_sys), nlu.typos(history[0]))
         return tracker, transcript + [history[0]], bool(state.get("system_opened"))
 
     def _policy(self, tracker: Tracker) -> int:

@@ -9,7 +9,9 @@ deletion index (the SymSpell idea), so a lookup costs a few dict probes; results
 Shorter words are left alone except for the two that turn a sentence round, "not" and "but":
 an unknown three-letter word one edit from one of them and nearer to it than to any common
 word of two to four letters ("ont", "nto", "mot", "ubt", "btu"), and the two-letter "nt" and
-"bt", are read as that word, so that "nto Jade Garden" is no request for Jade Garden.
+"bt", are read as that word, so that "nto Jade Garden" is no request for Jade Garden; so are
+the four-letter words that are one of them, or another known three-letter word, with a
+letter doubled ("noot", "nnot", "buut", "ffor"): "noot" is one edit from "noon" too.
 """
 from __future__ import annotations
 
@@ -90,6 +92,7 @@ class Speller:
                 self.index.setdefault(d, []).append(w)
         self._cache: dict[str, tuple[str, float]] = {}
         self.short = [w for w in self.known if 2 <= len(w) <= 4 and w not in SHORT_WORDS]
+        self.three = {w for w in self.known if len(w) == 3 and w.isalpha()} | set(SHORT_WORDS)
 
     def correct(self, word: str) -> tuple[str, float]:
         hit = self._cache.get(word)
@@ -107,6 +110,10 @@ class Speller:
             return word, 1.0
         if d_max == 0:
             return self._correct_short(word)
+        undoubled = {word[:i] + word[i + 1:] for i in range(len(word) - 1)
+                     if word[i] == word[i + 1]} & self.three
+        if len(word) == 4 and len(undoubled) == 1:   # "noot", "nnot", "ffor": not "noon"
+            return undoubled.pop(), 0.7
         cands = set()
         for d in _deletes(word, d_max):
             cands.update(self.index.get(d, ()))

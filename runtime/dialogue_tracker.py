@@ -17,7 +17,7 @@ from runtime.dialogue_domain import (
 
 COUNT_BUCKETS = (0, 1, 2, 4, 10)   # one-hot of #matches: 0, 1, 2-3, 4-9, >= 10
 MAX_TURN = 30
-STATE_VERSION = 2
+STATE_VERSION = 3
 
 # observation layout (documented so that tests and the trainer can address features)
 SLOT_FEATURES = ("filled", "dontcare", "conf", "confirmed", "asked")
@@ -31,7 +31,8 @@ _F_COUNT = _F_STATE + len(STATE_FEATURES)
 _F_USER = _F_COUNT + len(COUNT_BUCKETS)
 _F_SYS = _F_USER + len(USER_ACTS)
 _F_TURN = _F_SYS + N_ACTIONS + 1
-OBS_DIM = _F_TURN + 1
+_F_TYPOS = _F_TURN + 1            # share of the user's words the spelling had to correct
+OBS_DIM = _F_TYPOS + 1
 
 
 def feature_index(slot: str, feature: str) -> int:
@@ -66,6 +67,7 @@ class Tracker:
         self.rejections = 0
         self.turn = 0                  # system turns so far
         self.last_informed = None      # the constraint slot the user changed last
+        self.words = self.typos = 0    # the user's words so far, and those corrected
         self.last_user: set[str] = set()
         self.last_sys = SystemAct(A_NONE)
 
@@ -131,7 +133,11 @@ class Tracker:
             for r in act.slots:
                 self.informed[r] = True
 
-    def user(self, acts) -> None:
+    def user(self, acts, typos: tuple = (0, 0)) -> None:
+        """``acts`` from ``Understanding.parse``; ``typos`` = (corrected words, words) of the
+        turn (``Understanding.typos``): how carefully this user types."""
+        self.typos += int(typos[0])
+        self.words += int(typos[1])
         kinds = {a[0] for a in acts}
         informed = set()
         for act, slot, value, conf in acts:
@@ -215,7 +221,12 @@ class Tracker:
             f[_F_USER + USER_ACTS.index(a)] = 1.0
         f[_F_SYS + self.last_sys.action] = 1.0
         f[_F_TURN] = min(self.turn, MAX_TURN) / MAX_TURN
+        f[_F_TYPOS] = self.typo_share()
         return f
+
+    def typo_share(self) -> float:
+        """Corrected words per word the user typed (0 before any word), clipped to 1."""
+        return min(1.0, self.typos / self.words) if self.words else 0.0
 
     def mask(self) -> np.ndarray:
         return np.array(mask_row(self.feature_list()), bool)
@@ -231,6 +242,7 @@ class Tracker:
                 "booking": dict(self.booking) if self.booking else None, "done": self.done,
                 "no_booking": self.no_booking, "rejections": self.rejections,
                 "turn": self.turn, "last_informed": self.last_informed,
+                "words": self.words, "typos": self.typos,
                 "last_user": sorted(self.last_user), "last_sys": self.last_sys.to_json()}
 
     @classmethod
@@ -256,6 +268,7 @@ class Tracker:
             t.named, t.done = bool(state["named"]), bool(state["done"])
             t.no_booking, t.rejections = bool(state["no_booking"]), int(state["rejections"])
             t.turn, t.last_informed = int(state["turn"]), state["last_informed"]
+            t.words, t.typos = int(state["words"]), int(state["typos"])
             t.last_user = {str(a) for a in state["last_user"]} & set(USER_ACTS)
             t.last_sys = SystemAct.from_json(dict(state["last_sys"]))
         except (KeyError, TypeError, AttributeError, ValueError) as e:

@@ -15,7 +15,10 @@ don't-care, requests, and finally yes/no/bye. The lexicon is shipped as JSON (tr
 ``trainer.dialogue_lexicon``).
 
 Confidences: canonical value 0.95, synonym 0.85, a corrected typo 0.7 (0.5 if ambiguous),
-unknown value 0.9, context-only readings (a bare number after "how many people?") 0.8.
+a fuzzy match of an unfamiliar word to a cuisine two edits away 0.5, unknown value 0.9 (a
+lexicon one) or 0.6 (any other word before "food"), context-only readings (a bare number
+after "how many people?") 0.8; a time or party size read through a corrected word takes
+that word's confidence.
 """
 from __future__ import annotations
 
@@ -24,7 +27,7 @@ import re
 from runtime.dialogue_domain import (
     A_NONE, A_OFFER, ACTIONS, BOOKING, CONSTRAINTS, DONTCARE, N_ACTIONS, REQUESTABLE, Catalogue, SystemAct,
 )
-from runtime.dialogue_spelling import Speller
+from runtime.dialogue_spelling import Speller, osa_distance
 
 READ_CHARS = 600          # a user turn is read up to this many characters (the rest is ignored)
 
@@ -131,8 +134,10 @@ _ONE_AS_PRONOUN = re.compile(r"\b(?:another|that|this|the|other|next|which|any|d
                              r"new|one) one\b|\bone (?:of|more|else)\b")
 _NEG = (r"(?:not|no|but|except|other than|don't want|dont want|do not want|instead of|"
         r"rather not|rather not have|nothing|never|don't like|dont like|hate|without|avoid)")
+_TOO_TYPOS = r"to|oo|tooo|ttoo|oto|tpo|tio|yoo|roo|toi"      # "nothing oo pricey" is a no
 _NEG_BEFORE = re.compile(r"\b" + _NEG + r"(?: (?:too|so|very|really|any|an|a|the|more|want|"
-                         r"have|eat|some|of|at|in|go to|food|overly)){0,2} $")
+                         r"have|eat|some|of|at|in|go to|food|overly|" + _TOO_TYPOS
+                         + r")){0,2} $")
 _BYE = re.compile(r"\b(?:bye|goodbye|that's all|that is all|thats all|nothing else)\b")
 _FANCY_VERB = re.compile(r"\b(?:i|we|you|really|do you|would you|i'd|we'd|kinda|kind of) "
                          r"(?:fancy|feel like)\b")
@@ -209,9 +214,10 @@ class Understanding:
     # ------------------------------------------------------------------------------------------
     def parse(self, text: str, last_sys: SystemAct | None = None) -> list[tuple]:
         """One user turn -> [(act, slot, value, conf), ...]. ``last_sys`` gives context: a bare
-        number answers "how many people?" / "what time?", "any" answers the slot just asked."""
+        number answers "how many people?" / "what time?", "any" answers the slot just asked
+        (or the slot a "no match" named: "sorry, no uspvale restaurant" - "I don't mind")."""
         asked = last_sys.slot if last_sys is not None and last_sys.action < N_ACTIONS \
-            and ACTIONS[last_sys.action].startswith(("request_", "reject_")) else None
+            and ACTIONS[last_sys.action].startswith(("request_", "reject_", "nomatch")) else None
         offer = last_sys is not None and last_sys.action == A_OFFER
         key = (text[:READ_CHARS], asked, offer)
         hit = self._memo.get(key)          # a history re-reads the same turns on every reply
@@ -221,10 +227,23 @@ class Understanding:
             hit = self._memo[key] = tuple(self._parse(text, asked, offer))
         return list(hit)
 
+    def typos(self, text: str) -> tuple[int, int]:
+        """(words the spelling corrected, words of three or more letters) in one user turn:
+        the tracker's estimate of how carefully this user types."""
+        key = ("typos", text[:READ_CHARS])
+        hit = self._memo.get(key)          # a history re-reads the same turns on every reply
+        if hit is None:
+            if len(self._memo) >= 4096:
+                self._memo.clear()
+            t, fixed = self.speller.correct_text(normalise(text))
+            words = [w for w in t.split() if len(w) >= 3 and w.isalpha()]
+            hit = self._memo[key] = (sum(w in fixed for w in words), len(words))
+        return hit
+
     def _parse(self, text: str, asked, offer: bool) -> list[tuple]:
         t, fixed = self.speller.correct_text(normalise(text))
         acts: list[tuple] = []
-        rest = self._times_and_people(t, asked, acts)
+        rest = self._times_and_people(t, asked, acts, fixed)
         rest = self._names(rest, acts)
         rest = self._constraints(rest, fixed, asked, acts)
         for r in REQUESTABLE:
@@ -232,7 +251,11 @@ class Understanding:
                 acts.append(("request", r, None, 1.0))
         return self._speech_acts(rest, acts, offer)
 
-    def _times_and_people(self, t: str, asked, acts: list) -> str:
+    def _times_and_people(self, t: str, asked, acts: list, fixed: dict) -> str:
+        """Times and party sizes; a reading that rests on a corrected word ("fuor people")
+        takes that word's lower confidence."""
+        def conf(text, c=0.95):
+            return min([c] + [fixed[w] for w in text.split() if w in fixed])
         found = set()
         for pat, fn in _TIME_PATTERNS:
             if pat is _MAKE_IT and asked == "people":     # "make it 10" answers "how many?"
@@ -240,14 +263,14 @@ class Understanding:
             m = pat.search(t)
             value = fn(m.groups()) if m else None
             if value:
-                acts.append(("inform", "time", value, 0.95))
+                acts.append(("inform", "time", value, conf(m.group(0))))
                 found.add("time")
                 t = t[:m.start()] + " " + t[m.end():]
                 break
         for pat, fn in _PEOPLE_PATTERNS:
             m = pat.search(t)
             if m and 1 <= fn(m.groups()) <= 99:
-                acts.append(("inform", "people", str(fn(m.groups())), 0.95))
+                acts.append(("inform", "people", str(fn(m.groups())), conf(m.group(0))))
                 found.add("people")
                 t = t[:m.start()] + " " + t[m.end():]
                 break
@@ -257,7 +280,7 @@ class Understanding:
                 n = number(m.group(1))
                 value = (str(n) if 1 <= n <= 99 else None) if asked == "people" else hhmm(n, 0)
                 if value:
-                    acts.append(("inform", asked, value, 0.8))
+                    acts.append(("inform", asked, value, conf(m.group(0), 0.8)))
         return t
 
     def _names(self, t: str, acts: list) -> str:
@@ -325,8 +348,23 @@ class Understanding:
                 w = m.group(1)
                 if w not in self.common and w not in self.speller.known \
                         and not _NEG_BEFORE.search(t[:m.start()]):
-                    return (m.start(), w, 0.9)
+                    return self._unfamiliar(m.start(), w)
         return None
+
+    def _unfamiliar(self, start: int, w: str):
+        """An unfamiliar word before "food"/"restaurant": a typo of a common word ("qant food"
+        is "want food": nothing), else the one cuisine word within two edits ("ipzaz" -> pizza,
+        a fuzzy match, confidence 0.5), else an unknown cuisine the system cannot vouch for
+        (0.6; the lexicon's unknown values, "ethiopian", keep 0.9)."""
+        if any(osa_distance(w, c, 2) <= 1 for c in self.common if abs(len(c) - len(w)) <= 1):
+            return None
+        near = {canonical for phrase, _, canonical, _ in self.values["cuisine"]
+                if " " not in phrase and len(phrase) >= 4 and osa_distance(w, phrase, 3) <= 2}
+        near |= {u for u, _ in self.unknown["cuisine"]
+                 if " " not in u and osa_distance(w, u, 3) <= 2}
+        if len(near) == 1:
+            return (start, near.pop(), 0.5)
+        return (start, w, 0.6) if not near else None
 
     def _speech_acts(self, rest: str, acts: list, offer: bool = False) -> list:
         """Yes/no/bye; after an offer, "no thanks" turns the offer down (it is no goodbye)."""

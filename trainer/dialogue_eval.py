@@ -13,8 +13,15 @@ import numpy as np
 from runtime.dialogue_domain import CONSTRAINTS, Catalogue
 from trainer.dialogue_scripts import BYE, SCRIPTS
 from trainer.dialogue_sim import (
-    q_policy, random_policy, rule_confirm_policy, rule_policy, run_dialogues, tracker_policy,
+    q_policy, random_policy, rule_confirm_all_policy, rule_confirm_policy, rule_policy,
+    run_dialogues, tracker_policy, tuned_rule,
 )
+
+RULES = ("rule", "rule_confirm", "rule_confirm_all", "rule_tuned")
+# the tuned rule's grid, searched one parameter at a time (0: never confirm on confidence)
+TUNE_GRID = {"threshold": (0.0, 0.55, 0.65, 0.75, 0.82, 0.9, 1.01),
+             "booking_threshold": (0.0, 0.55, 0.65, 0.75, 0.82, 0.9, 0.96, 1.01),
+             "sloppy": (None, 0.2, 0.12, 0.08, 0.05, 0.03, 0.0)}
 
 KIND = "dialogue"
 EVIDENCE = (
@@ -157,13 +164,40 @@ def run_scripts(models_dir: Path, precision: str = "fp32") -> dict:
             "mean_reply_ms": 1000 * dt / max(1, sum(r["turns"] for r in runs))}
 
 
+# ----------------------------------------------------------------------------- tuning
+def tune_rule(cat: Catalogue, n: int, noise=(0.0, 0.3), seed: int = 101) -> dict:
+    """Tune :func:`trainer.dialogue_sim.tuned_rule` on TRAINING users (the training phrasing
+    bank, a typo rate drawn per dialogue from the DQN's training range, seeds of their own,
+    never the evaluation's): coordinate ascent over :data:`TUNE_GRID`, two sweeps, on the mean
+    return (the DQN's objective: success, failure and turns) -> {"params", "mean_return",
+    "success_rate", "mean_turns", "dialogues", "seed"}."""
+    params = {"threshold": 0.0, "booking_threshold": 0.0, "sloppy": None}
+    cache: dict = {}
+
+    def score(p):
+        key = tuple(sorted(p.items(), key=lambda kv: kv[0]))
+        if key not in cache:
+            cache[key] = run_dialogues(tracker_policy(tuned_rule(p)), cat, n=n, noise=noise,
+                                       seed=seed)
+        r = cache[key]
+        return r["mean_return"], r["success_rate"], -r["mean_turns"]
+    for _ in range(2):
+        for name, grid in TUNE_GRID.items():
+            params[name] = max(grid, key=lambda v: score({**params, name: v}))
+    best = cache[tuple(sorted(params.items(), key=lambda kv: kv[0]))]
+    return {"params": dict(params), "mean_return": best["mean_return"],
+            "success_rate": best["success_rate"], "mean_turns": best["mean_turns"],
+            "dialogues": n, "noise": list(noise), "seed": seed, "grid": TUNE_GRID,
+            "evaluated": len(cache)}
+
+
 # ----------------------------------------------------------------------------- paired
 def paired(cat: Catalogue, policies: dict, n: int, noise: float, seed: int) -> dict:
     """The DQN against each rule policy on the same ``n`` simulated users (a fresh sample, not
     the users of the main table): rates, and the per-user differences DQN - rule with their
     standard errors, so that "beats" means more than a dialogue or two in a thousand."""
     runs = {k: run_dialogues(policies[k], cat, n=n, noise=noise, seed=seed, outcomes=True)
-            for k in ("dqn", "rule", "rule_confirm")}
+            for k in ("dqn",) + RULES if k in policies}
     d = runs["dqn"]
     out = {"dialogues": n, "noise": noise, "seed": seed}
     for k, r in runs.items():
@@ -190,7 +224,7 @@ def beats(p: dict) -> tuple[bool, bool]:
 # ----------------------------------------------------------------------------- everything
 def targets(m: dict) -> dict:
     pair = m["paired_noise_0.2"]       # the best rule: most successes there, then fewest turns
-    dqn, best = m["dqn"], max(("rule", "rule_confirm"), key=lambda p: (
+    dqn, best = m["dqn"], max((p for p in RULES if p in pair), key=lambda p: (
         pair[p]["success_rate"], -pair[p]["mean_turns"]))
     success, turns = beats(pair[best])
     out = {"heldout_success_ge_0.90": dqn["heldout_0.0"]["success_rate"] >= 0.90,
@@ -210,9 +244,12 @@ def evaluate_all(cfg, work_dir: Path, models_dir: Path, onnx_q) -> dict:
     from runtime import registry
 
     cat = Catalogue(registry.read_json(KIND, "catalogue", models_dir))
+    tuned = tune_rule(cat, cfg.eval_dialogues)
     policies = {"dqn": q_policy(onnx_q(models_dir, "fp32")),
                 "rule": tracker_policy(rule_policy),
                 "rule_confirm": tracker_policy(rule_confirm_policy),
+                "rule_confirm_all": tracker_policy(rule_confirm_all_policy),
+                "rule_tuned": tracker_policy(tuned_rule(tuned["params"])),
                 "random": random_policy(cfg.seed)}
     if "q_int8" in registry.entry(KIND, models_dir)["files"]:
         policies["dqn_int8"] = q_policy(onnx_q(models_dir, "int8"))
@@ -221,9 +258,11 @@ def evaluate_all(cfg, work_dir: Path, models_dir: Path, onnx_q) -> dict:
                      "settings": "noise_E: training phrasing bank with typo rate E; heldout_E: "
                                  "the held-out bank (never used in training) with typo rate E",
                      "evidence": EVIDENCE}
+    metrics["rule_tuning"] = tuned
     metrics.update(simulated(cfg, cat, policies, cfg.eval_dialogues))
-    metrics["paired_noise_0.2"] = paired(cat, policies, 5 * cfg.eval_dialogues, 0.2,
-                                         cfg.seed + 11)
+    for e in cfg.eval_noise:
+        metrics[f"paired_noise_{e:.1f}"] = paired(cat, policies, 5 * cfg.eval_dialogues, e,
+                                                  cfg.seed + 11)
     metrics["scripts"] = run_scripts(models_dir)
     if "dqn_int8" in policies:
         metrics["scripts_int8"] = run_scripts(models_dir, "int8")

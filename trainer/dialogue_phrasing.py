@@ -253,17 +253,37 @@ def typo(word: str, rng) -> str:
     return word[:i] + (_pick(rng, _NEIGHBOURS[ch]) if _NEIGHBOURS.get(ch) else ch) + word[i + 1:]
 
 
+SECOND_EDIT = 0.2      # of misspelt words, the share with a second edit (Damerau, 1964: ~80% one)
+DIGIT_SHARE = 0.5      # a token with digits is mistyped at half the word rate (one digit)
+_DIGIT_ROW = "1234567890"
+
+
+def digit_typo(word: str, rng) -> str:
+    """One digit replaced by a neighbour on the number row ("19:30" -> "19:20", "4" -> "5"):
+    a real-word error that no spelling correction can see."""
+    at = [i for i, ch in enumerate(word) if ch.isdigit()]
+    i = at[int(rng.integers(len(at)))]
+    k = _DIGIT_ROW.index(word[i])
+    near = _DIGIT_ROW[max(0, k - 1):k] + _DIGIT_ROW[k + 1:k + 2]
+    return word[:i] + near[int(rng.integers(len(near)))] + word[i + 1:]
+
+
 def noisy(text: str, noise: float, rng: np.random.Generator) -> str:
-    """The typo channel: edits and drops words of three or more letters."""
+    """The typo channel: edits (a fifth of them twice) and drops words of three or more
+    letters; mistypes a digit of a number or time at half that rate."""
     if noise <= 0:
         return text
     out = []
     for w in text.split(" "):
-        if len(w) >= 3 and w.isalpha():
+        if any(ch.isdigit() for ch in w) and rng.random() < noise * DIGIT_SHARE:
+            w = digit_typo(w, rng)
+        elif len(w) >= 3 and w.isalpha():
             u = rng.random()
             if u < noise / 4:
                 continue
             if u < noise:
                 w = typo(w, rng)
+                if len(w) >= 3 and rng.random() < SECOND_EDIT:     # a misspelling, not a slip
+                    w = typo(w, rng)
         out.append(w)
     return " ".join(out)

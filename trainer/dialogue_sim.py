@@ -15,8 +15,9 @@
   end (bye too early, the user hangs up, the 30-turn cap).
 
 Baselines: :func:`rule_policy` (hand-written, trusts what it heard), :func:`rule_confirm_policy`
-(also confirms any value understood with confidence below 0.8: a
-corrected typo, a reading from context only), random over valid actions.
+(also confirms any value understood with confidence below 0.8: a corrected typo, a reading
+from context only), :func:`rule_confirm_all_policy` (confirms every value), :func:`tuned_rule`
+(thresholds tuned on training users), random over valid actions.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class SimConfig:
     bank: str = "train"                  # phrasing bank: "train" or "heldout"
     patience: tuple = (12, 20)           # system turns before the user hangs up (inclusive)
     tolerance: tuple = (1, 3)            # system mistakes tolerated (inclusive range)
+    confirm_tolerance: tuple = (2, 5)    # needless confirmations tolerated (inclusive range)
     p_dontcare: float = 0.2
     p_extra: float = 0.25                # answering a request, also volunteer one more slot
     goal_kind: str | None = None         # only this goal type (None: the GOAL_MIX)
@@ -86,6 +88,7 @@ class DialogueEnv:
     def _say(self, acts, last_sys=None) -> tuple[str, list]:
         text = noisy(user_text(acts, self.user.intent, self.rng, self.bank, self.cat),
                      self.noise, self.rng)
+        self.typos = self.nlu.typos(text)
         return text, self.nlu.parse(text, last_sys)
 
     def reset(self, seed: int | None = None, options: dict | None = None):
@@ -96,11 +99,13 @@ class DialogueEnv:
         self.goal = options.get("goal") or sample_goal(self.cat, self.rng, self.cfg.p_dontcare,
                                                        self.cfg.goal_kind)
         self.user = UserSimulator(self.goal, self.cat, self.rng, patience=self.cfg.patience,
-                                  tolerance=self.cfg.tolerance, p_extra=self.cfg.p_extra)
+                                  tolerance=self.cfg.tolerance,
+                                  confirm_tolerance=self.cfg.confirm_tolerance,
+                                  p_extra=self.cfg.p_extra)
         self.tracker = Tracker(self.cat)
         true = self.user.opening()
         text, heard = self._say(true)
-        self.tracker.user(heard)
+        self.tracker.user(heard, self.typos)
         self.last = {"user_true": true, "user_text": text, "user_heard": heard}
         return self.tracker.features(), {"goal": self.goal, "noise": self.noise, **self.last}
 
@@ -118,7 +123,7 @@ class DialogueEnv:
             terminated = True
         else:
             text, heard = self._say(true, act)
-            self.tracker.user(heard)
+            self.tracker.user(heard, self.typos)
             if self.user.hung_up:
                 terminated = True
             elif self.tracker.turn >= self.cfg.max_turns:
@@ -137,21 +142,25 @@ def _wants(t: Tracker) -> bool:
     return any(t.requested[r] and not t.informed[r] for r in REQUESTABLE)
 
 
-def rule_policy(t: Tracker, threshold: float | None = None) -> int:
+def rule_policy(t: Tracker, threshold: float | None = None,
+                booking_threshold: float | None = None, sloppy: float | None = None) -> int:
     """Hand-written policy: bye when the user is done; info when asked; ask each missing
     constraint; "no match" when nothing fits; offer; ask people and time (unless the user wants
-    no booking); refuse a booking the restaurant cannot take; book or change the booking.
-    With ``threshold``, first confirm every value understood with a lower confidence."""
+    no booking); refuse a booking the restaurant cannot take; book or change the booking; after
+    a "no" to a booking it made, confirm its details; before "no match", confirm a doubtful
+    constraint (below ``threshold``). Confirmation (none by default): before the offer, every constraint value understood with a
+    confidence below ``threshold``; before the booking, every people/time value below
+    ``booking_threshold`` (default ``threshold``), or any at all once more than ``sloppy`` of
+    the user's words needed correcting (a careless typist's digits are suspect too)."""
     if t.done:
         return A_BYE
     if _wants(t) and t.offered is not None:
         return A_INFORM
-    low = [] if threshold is None else [
-        s for s in CONSTRAINTS + BOOKING if t.value[s] not in (None, DONTCARE)
-        and not t.confirmed[s] and t.conf[s] < threshold]
+    low = _unsure(t, threshold, threshold if booking_threshold is None else booking_threshold,
+                  sloppy)
     if t.offered is None:
-        if not t.fresh():
-            return A_NOMATCH
+        if not t.fresh():               # nothing matches: unless a doubtful value is to blame
+            return next((A_CONFIRM[s] for s in low if s in CONSTRAINTS), A_NOMATCH)
         for s in CONSTRAINTS:
             if t.value[s] is None and not (t.named or len(t.matches()) == 1):
                 return A_REQUEST[s]
@@ -164,6 +173,8 @@ def rule_policy(t: Tracker, threshold: float | None = None) -> int:
     for s in BOOKING:
         if t.value[s] is None:
             return A_REQUEST[s]
+    if _disputed(t):                    # "no, that's wrong" to a booking: which part?
+        return A_CONFIRM[min((t.conf[s], s) for s in BOOKING if not t.confirmed[s])[1]]
     if not t.booking_current():
         for s in low:
             return A_CONFIRM[s]
@@ -173,9 +184,46 @@ def rule_policy(t: Tracker, threshold: float | None = None) -> int:
     return A_REQMORE
 
 
+def _disputed(t: Tracker) -> bool:
+    """The user said "no" to the booking just made (or confirmed one of its details since) and
+    a detail of it is not confirmed yet."""
+    if not t.booking_current() or all(t.confirmed[s] for s in BOOKING):
+        return False
+    a = t.last_sys.action
+    return ("negate" in t.last_user and a in (A_BOOK, A_CHANGE)) or (
+        "affirm" in t.last_user and a in (A_CONFIRM["people"], A_CONFIRM["time"]))
+
+
+def _unsure(t: Tracker, threshold, booking_threshold, sloppy) -> list:
+    """The slots :func:`rule_policy` confirms: a value (not dontcare, not yet confirmed) below
+    its threshold; booking details of a sloppy typist whatever their confidence."""
+    careless = sloppy is not None and t.typo_share() > sloppy
+    out = []
+    for s in CONSTRAINTS + BOOKING:
+        limit = threshold if s in CONSTRAINTS else booking_threshold
+        if t.value[s] in (None, DONTCARE) or t.confirmed[s]:
+            continue
+        if (limit is not None and t.conf[s] < limit) or (careless and s in BOOKING):
+            out.append(s)
+    return out
+
+
 def rule_confirm_policy(t: Tracker, threshold: float = 0.8) -> int:
     """:func:`rule_policy` plus explicit confirmation of low-confidence values."""
     return rule_policy(t, threshold)
+
+
+def rule_confirm_all_policy(t: Tracker) -> int:
+    """:func:`rule_policy` that confirms every value before using it (the cautious extreme)."""
+    return rule_policy(t, 1.01)
+
+
+def tuned_rule(params: dict):
+    """:func:`rule_policy` with ``threshold``, ``booking_threshold`` and ``sloppy`` (tuned on
+    training users by :func:`trainer.dialogue_eval.tune_rule`)."""
+    def rule(t: Tracker) -> int:
+        return rule_policy(t, **params)
+    return rule
 
 
 def tracker_policy(fn):
@@ -218,7 +266,8 @@ def run_dialogues(policy, catalogue, *, n: int = 1000, noise: float = 0.0, seed:
     overall and per goal type (``by_goal``); with ``outcomes``, also ``success`` and ``turns``
     per episode (arrays in episode order, for paired comparisons)."""
     base = cfg or SimConfig()
-    cfg = SimConfig(**{**base.__dict__, "noise": float(noise), "bank": bank})
+    noise = tuple(noise) if isinstance(noise, (tuple, list)) else float(noise)
+    cfg = SimConfig(**{**base.__dict__, "noise": noise, "bank": bank})
     cat = catalogue if isinstance(catalogue, Catalogue) else Catalogue(catalogue)
     rows, kinds, order = [], [], []
     for start in range(0, n, batch):

@@ -9,6 +9,12 @@ the info of a fitting (or the named) restaurant and no booking. ``repeats`` coun
 which the user had to repeat, correct or rephrase because of the system (a request for a slot
 already given, a wrong confirmation, offer, booking or "no match", a "sorry?"); a dialogue is
 *clean* when it succeeds with no repeat.
+
+Patience (see docs/kinds/dialogue.md): the user hangs up after ``patience`` system turns, after
+more than ``tolerance`` system mistakes (a wrong booking counts twice: it must be cancelled and
+made again; a confirmation that catches a misreading is a correction, no mistake), or after
+more than ``confirm_tolerance`` confirmations of values it said and the system had heard right
+("yes, as I said").
 """
 from __future__ import annotations
 
@@ -23,10 +29,13 @@ from trainer.dialogue_goals import Goal
 
 class UserSimulator:
     def __init__(self, goal: Goal, cat: Catalogue, rng: np.random.Generator, *,
-                 patience=(12, 20), tolerance=(1, 3), p_extra: float = 0.25):
+                 patience=(12, 20), tolerance=(1, 3), confirm_tolerance=(2, 5),
+                 p_extra: float = 0.25):
         self.goal, self.cat, self.rng, self.p_extra = goal, cat, rng, p_extra
         self.patience = int(rng.integers(patience[0], patience[1] + 1))
         self.tolerance = int(rng.integers(tolerance[0], tolerance[1] + 1))
+        self.confirm_tolerance = int(rng.integers(confirm_tolerance[0], confirm_tolerance[1] + 1))
+        self.needless = 0                      # confirmations of what it said and was heard
         self.pending = dict(goal.initial)      # slot -> value said first (until fallback)
         self.cur = {s: goal.constraints[s] for s in CONSTRAINTS}
         self.cur.update(people=goal.people, time=goal.time)
@@ -80,7 +89,8 @@ class UserSimulator:
 
     @property
     def hung_up(self) -> bool:
-        return self.mistakes > self.tolerance or self.turns >= self.patience
+        return self.mistakes > self.tolerance or self.turns >= self.patience \
+            or self.needless > self.confirm_tolerance
 
     # -- acts ----------------------------------------------------------------------------------
     def _inform(self, slots) -> list:
@@ -189,9 +199,12 @@ class UserSimulator:
             return self._on_request(act.slot)
         if name.startswith("confirm_"):
             if act.value == self.cur[act.slot]:
+                self.needless += act.slot in self.said      # "yes, as I said": patience wears
                 self.intent = "affirm"
                 return [("affirm", None, None)]
-            return self._mistake([("negate", None, None)] + self._inform([act.slot]))
+            self.repeats += 1         # a misreading caught: a correction, not a mistake
+            self.intent = "correct"
+            return [("negate", None, None)] + self._inform([act.slot])
         if a == A_REQMORE and act.value != "open":
             return self._on_reqmore()
         handlers = {A_OFFER: self._on_offer, A_NOMATCH: self._on_nomatch,
@@ -275,7 +288,8 @@ class UserSimulator:
             return self._turned_down_again(r)
         wrong = [s for s in CONSTRAINTS if not self.cat.satisfies(r, {s: self.cur[s]})]
         wrong += [s for s in BOOKING if getattr(act, s) != self.cur[s]]
-        if wrong:
+        if wrong:                     # a wrong booking must be cancelled and made again:
+            self.mistakes += 1        # it costs the user's tolerance twice
             return self._mistake([("negate", None, None)] + self._inform(wrong))
         self.booking, self.accepted = (r, act.people, act.time), r
         return self._next()

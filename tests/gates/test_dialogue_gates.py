@@ -40,28 +40,31 @@ def _paired_best(metrics):
     return metrics["paired_noise_0.2"][best]
 
 
-CEILING = ("the best rule policy is at the simulator's ceiling: on 5,000 paired users at 20% "
-           "typos the DQN succeeds in 0.9948 against 0.9950 for `rule` (difference -0.0002, "
-           "standard error 0.0004; 2 users only the DQN serves, 3 only the rule); the failures "
-           "left are misreadings the observation cannot show")
+TIE = ("on 5,000 paired users at 20% typos the DQN succeeds in 0.9502 against 0.9520 for the "
+       "best rule, `rule_tuned` (thresholds tuned on training users): difference -0.0018, "
+       "standard error 0.0026 (81 users only the DQN serves, 90 only the rule); a tie. Most "
+       "failures left are digit slips read with full confidence and corrections misread again")
 
 
-@pytest.mark.xfail(strict=True, reason=CEILING)
+@pytest.mark.xfail(strict=True, reason=TIE)
 def test_release_gate_dqn_beats_the_best_rule_policy_at_20_percent_noise_on_success(metrics):
     """Paired over the same simulated users: more successes by over two standard errors."""
     p = _paired_best(metrics)
     assert p["dqn_minus_rule_success"] > 2 * p["success_se"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "on 5,000 paired users at 20% typos the DQN takes 5.480 system turns against 5.489 for "
-    "`rule` (difference -0.008, standard error 0.008): a tie; against `rule_confirm` it saves "
-    "0.33 turns (standard error 0.014)"))
 def test_release_gate_dqn_beats_the_best_rule_policy_at_20_percent_noise_on_turns(metrics):
+    """Measured: 5.563 against 5.743 system turns, difference -0.180 (standard error 0.015)."""
     p = _paired_best(metrics)
     assert p["dqn_minus_rule_turns"] < -2 * p["turns_se"]
     assert metrics["dqn"]["noise_0.2"]["success_rate"] \
         > metrics["random"]["noise_0.2"]["success_rate"] + 0.5
+
+
+def test_the_tuned_rule_was_tuned_on_training_users(metrics):
+    tuning = metrics["rule_tuning"]
+    assert tuning["seed"] not in (7, 11) and tuning["noise"] == [0.0, 0.3]
+    assert set(tuning["params"]) == {"threshold", "booking_threshold", "sloppy"}
 
 
 def test_release_gate_int8_within_one_point_of_fp32(metrics):
