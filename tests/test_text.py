@@ -281,6 +281,21 @@ def test_roc_auc_and_judge():
     assert 0.3 < judge_auc(real, same, 0) < 0.7
 
 
+def test_judge_features_sparse_products_match_dense():
+    from trainer.text_eval import HASH_DIM, _features
+
+    x = _features([PROSE[:120], PROSE[50:300], "", PROSE[200:260]])
+    dense = np.zeros((x.n_rows, HASH_DIM))
+    np.add.at(dense, (x.rows, x.cols), x.vals)
+    np.testing.assert_allclose(np.linalg.norm(dense, axis=1), [1, 1, 0, 1], atol=1e-9)
+    rng = np.random.default_rng(0)
+    w, g = rng.normal(size=HASH_DIM), rng.normal(size=x.n_rows)
+    np.testing.assert_allclose(x.dot(w), dense @ w, atol=1e-12)
+    np.testing.assert_allclose(x.tdot(g), dense.T @ g, atol=1e-12)
+    keep = np.array([True, False, True, True])
+    np.testing.assert_allclose(x.take(keep).dot(w), dense[keep] @ w, atol=1e-12)
+
+
 def test_word_stats_count_real_words_and_repeats():
     from trainer.text_data import word_stats
 

@@ -54,7 +54,7 @@ class Config:
     # maximum likelihood (truncated BPTT)
     seq_len: int = 64
     batch_size: int = 64
-    mle_steps: int = 700
+    mle_steps: int = 2400
     lr: float = 2e-3
     lr_final_fraction: float = 0.1
     clip_norm: float = 1.0
@@ -65,11 +65,12 @@ class Config:
     rl_batch: int = 64
     rl_prefix: int = 16            # tokens of real training text before each sample
     rl_len: int = 48               # tokens sampled
-    rl_lr: float = 1e-4
-    kl_coef: float = 0.2
+    rl_lr: float = 5e-5
+    kl_coef: float = 1.0
+    rl_discount: float = 0.9       # per-token credit: discounted return of the logits after it
     disc_hidden: int = 128
     disc_lr: float = 1e-3
-    disc_pretrain: int = 30        # discriminator steps before tuning starts
+    disc_pretrain: int = 60        # discriminator steps before tuning starts
     rl_val_every: int = 60
     min_word_count: int = 2        # a real word occurs this often in the training text
     # evaluation

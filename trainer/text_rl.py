@@ -5,11 +5,13 @@ import numpy as np
 
 
 def build_discriminator(n_tokens: int, hidden: int):
-    """Real text vs samples: Embedding(64) -> GRU -> Dense(1) on the last state (a logit)."""
+    """Real text vs samples, read left to right: Embedding(64) -> GRU -> Dense(1) at every
+    position, so logit ``t`` judges the first ``t + 1`` tokens (per-token credit, as in
+    ScratchGAN, instead of one verdict for the whole sequence)."""
     import keras
 
     model = keras.Sequential([keras.layers.Embedding(n_tokens, 64),
-                              keras.layers.GRU(hidden),
+                              keras.layers.GRU(hidden, return_sequences=True),
                               keras.layers.Dense(1)])
     model(np.zeros((1, 2), np.int32))
     return model
@@ -49,8 +51,9 @@ class Rollouts:
 
 
 def make_disc_step(disc, opt):
-    """tf.function: one logistic-loss step, real continuations = 1, samples = 0; returns the
-    sample logits before the step (the reward) and the accuracy."""
+    """tf.function: one logistic-loss step at every position, real continuations = 1, samples
+    = 0; returns the samples' per-position logits before the step (the reward, [B, L]) and the
+    accuracy of the verdict on whole sequences (last position)."""
     import tensorflow as tf
 
     @tf.function(autograph=False)
@@ -58,18 +61,33 @@ def make_disc_step(disc, opt):
         x = tf.concat([real, fake], 0)
         y = tf.concat([tf.ones(tf.shape(real)[0]), tf.zeros(tf.shape(fake)[0])], 0)
         with tf.GradientTape() as tape:
-            logit = disc(x, training=True)[:, 0]
-            loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(y, logit))
+            logit = disc(x, training=True)[:, :, 0]
+            labels = tf.broadcast_to(y[:, None], tf.shape(logit))
+            loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, logit))
         grads = tape.gradient(loss, disc.trainable_variables)
         opt.apply_gradients(zip(grads, disc.trainable_variables))
-        acc = tf.reduce_mean(tf.cast(tf.equal(logit > 0, y > 0.5), tf.float32))
+        acc = tf.reduce_mean(tf.cast(tf.equal(logit[:, -1] > 0, y > 0.5), tf.float32))
         return logit[tf.shape(real)[0]:], acc
 
     return step
 
 
+def advantages(logits: np.ndarray, discount: float) -> np.ndarray:
+    """Per-token advantages from per-position discriminator logits [B, L]: the discounted
+    return of the logits from each position on, minus its batch mean at that position,
+    scaled by the batch's standard deviation."""
+    ret = np.zeros_like(logits, dtype=np.float64)
+    acc = np.zeros(logits.shape[0])
+    for t in range(logits.shape[1] - 1, -1, -1):
+        acc = logits[:, t] + discount * acc
+        ret[:, t] = acc
+    adv = ret - ret.mean(0, keepdims=True)
+    return (adv / (adv.std() + 1e-6)).astype(np.float32)
+
+
 def make_policy_step(model, reference, opt, cfg):
-    """tf.function: REINFORCE on the sampled tokens + kl_coef x KL(policy || reference)."""
+    """tf.function: REINFORCE with per-token advantages [B, L] on the sampled tokens +
+    kl_coef x KL(policy || reference)."""
     import tensorflow as tf
 
     variables = model.trainable_variables
@@ -81,8 +99,8 @@ def make_policy_step(model, reference, opt, cfg):
         ref_logp = tf.nn.log_softmax(reference(x))
         with tf.GradientTape() as tape:
             logp = tf.nn.log_softmax(model(x, training=True))
-            chosen = tf.gather(logp, y, batch_dims=2)
-            pg = -adv * tf.reduce_sum(chosen * gen, 1) / cfg.rl_len
+            chosen = tf.gather(logp, y, batch_dims=2)[:, cfg.rl_prefix - 1:]
+            pg = -tf.reduce_sum(adv * chosen, 1) / cfg.rl_len
             kl = tf.reduce_sum(tf.reduce_sum(tf.exp(logp) * (logp - ref_logp), -1) * gen,
                                1) / cfg.rl_len
             loss = tf.reduce_mean(pg + cfg.kl_coef * kl)
@@ -117,8 +135,8 @@ def tune(cfg, data, obj, start: int, history: dict, work_dir) -> None:
             seq, real = rollouts.draw(step)
             logit, acc = disc_step(tf.constant(seq[:, cfg.rl_prefix:]), tf.constant(real))
             reward = logit.numpy()
-            adv = (reward - reward.mean()) / (reward.std() + 1e-6)
-            kl = float(policy_step(tf.constant(seq), tf.constant(adv.astype(np.float32))))
+            adv = advantages(reward, cfg.rl_discount)
+            kl = float(policy_step(tf.constant(seq), tf.constant(adv)))
             history["reward"].append((step, float(reward.mean())))
             history["kl"].append((step, kl))
             history["disc_acc"].append((step, float(acc)))

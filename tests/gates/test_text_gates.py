@@ -16,7 +16,6 @@ def metrics(exported_dir):
     return found
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped text model does not meet this target yet (see docs/kinds/text.md)")
 def test_release_gate_bpc_at_most_0_9x_kneser_ney_10gram(metrics):
     bpc = metrics["heldout_bits_per_char"]
     assert bpc["tuned"] <= 0.9 * bpc["baseline_kneser_ney_10gram"]
@@ -28,15 +27,19 @@ def test_release_gate_exported_models_match_tensorflow(metrics):
     assert abs(bpc["onnx_int8"] - bpc["onnx_fp32"]) < 0.05
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped text model does not meet this target yet (see docs/kinds/text.md)")
-def test_release_gate_tuning_keeps_bpc_and_fools_the_judge_more(metrics):
+def test_release_gate_tuning_keeps_bpc(metrics):
     assert abs(metrics["bpc_change_from_tuning"]) <= 0.1
-    assert metrics["judge_roc_auc"]["tuned"] < metrics["judge_roc_auc"]["mle"]
 
 
-@pytest.mark.xfail(strict=True, reason="the shipped text model does not meet this target yet (see docs/kinds/text.md)")
+@pytest.mark.xfail(strict=True, reason="tuning does not lower the judge's AUC at the runtime "
+                   "default temperature (0.786 vs 0.770; see docs/kinds/text.md)")
+def test_release_gate_tuning_fools_the_judge_more(metrics):
+    for key in ("judge_roc_auc", "judge_roc_auc_t1"):
+        assert metrics[key]["tuned"] < metrics[key]["mle"]
+
+
 def test_release_gate_tuned_samples_read_like_text(metrics):
-    s = metrics["samples"]
+    s = metrics["samples_runtime_default"]          # what generate("text") samples by default
     assert s["n"] >= 400
     assert s["tuned"]["distinct_2"] >= 0.8 * s["heldout"]["distinct_2"]
     assert s["tuned"]["real_word_share"] >= 0.97
