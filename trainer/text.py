@@ -67,6 +67,7 @@ class Config:
     rl_len: int = 48               # tokens sampled
     rl_lr: float = 5e-5
     kl_coef: float = 1.0
+    rl_temperature: float = 0.8    # sample (and credit) at the runtime's default temperature
     rl_discount: float = 0.9       # per-token credit: discounted return of the logits after it
     disc_hidden: int = 128
     disc_lr: float = 1e-3

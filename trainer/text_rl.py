@@ -43,7 +43,8 @@ class Rollouts:
         cfg, data = self.cfg, self.data
         rng = np.random.default_rng((cfg.seed, salt, step))
         prefix = _windows(data.train_tokens, cfg.rl_batch, cfg.rl_prefix, data.start_id, rng)
-        gen = self.sampler(tf.constant(prefix), tf.constant(cfg.rl_len), tf.constant(1.0),
+        gen = self.sampler(tf.constant(prefix), tf.constant(cfg.rl_len),
+                           tf.constant(cfg.rl_temperature),
                            tf.constant([cfg.seed + salt, step], tf.int32)).numpy()
         starts = rng.integers(0, len(data.train_tokens) - cfg.rl_len, size=cfg.rl_batch)
         real = np.stack([data.train_tokens[s: s + cfg.rl_len] for s in starts]).astype(np.int32)
@@ -98,8 +99,11 @@ def make_policy_step(model, reference, opt, cfg):
         gen = tf.cast(tf.range(tf.shape(y)[1]) >= cfg.rl_prefix - 1, tf.float32)[None, :]
         ref_logp = tf.nn.log_softmax(reference(x))
         with tf.GradientTape() as tape:
-            logp = tf.nn.log_softmax(model(x, training=True))
-            chosen = tf.gather(logp, y, batch_dims=2)[:, cfg.rl_prefix - 1:]
+            logits = model(x, training=True)
+            logp = tf.nn.log_softmax(logits)
+            # the policy that samples is the tempered one: its log-probabilities get the credit
+            tempered = tf.nn.log_softmax(logits / cfg.rl_temperature)
+            chosen = tf.gather(tempered, y, batch_dims=2)[:, cfg.rl_prefix - 1:]
             pg = -tf.reduce_sum(adv * chosen, 1) / cfg.rl_len
             kl = tf.reduce_sum(tf.reduce_sum(tf.exp(logp) * (logp - ref_logp), -1) * gen,
                                1) / cfg.rl_len
