@@ -54,6 +54,8 @@ class Catalogue:
         self.restaurants = list(data["restaurants"])
         self.names = [r["name"] for r in self.restaurants]
         self.hours = [tuple(h) for h in data.get("hours", [["00:00", "23:59"]])]
+        self.slot_minutes = int(data.get("slot_minutes", 15))   # bookings on the quarter hour
+        self.max_party = max([int(r.get("max_people", 99)) for r in data["restaurants"]] or [99])
         self._windows = [(minutes(a), minutes(b)) for a, b in self.hours]
         self.cols = {s: np.array([self.index[s][r[s]] for r in self.restaurants], np.int16)
                      for s in CONSTRAINTS}
@@ -122,6 +124,20 @@ class Catalogue:
         if not any(a <= t <= b for a, b in self._windows):
             return "time"
         return None
+
+    def plausible(self, slot: str, value) -> bool:
+        """Could a user mean this? A time on the booking grid (every ``slot_minutes``: "18:39"
+        is no slot anyone books), a party of at most twice the largest table ("44" is a slip).
+        Times outside the hours and parties too large for a table stay plausible: people do ask
+        for them, and the booking is refused with the reason."""
+        try:
+            if slot == "time":
+                return minutes(str(value)) % self.slot_minutes == 0
+            if slot == "people":
+                return 1 <= int(value) <= 2 * self.max_party
+        except ValueError:
+            return False
+        return True
 
     def hours_text(self) -> str:
         return " and ".join(f"{a} to {b}" for a, b in self.hours)

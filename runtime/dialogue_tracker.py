@@ -17,7 +17,7 @@ from runtime.dialogue_domain import (
 
 COUNT_BUCKETS = (0, 1, 2, 4, 10)   # one-hot of #matches: 0, 1, 2-3, 4-9, >= 10
 MAX_TURN = 30
-STATE_VERSION = 3
+STATE_VERSION = 4
 
 # observation layout (documented so that tests and the trainer can address features)
 SLOT_FEATURES = ("filled", "dontcare", "conf", "confirmed", "asked")
@@ -32,7 +32,11 @@ _F_USER = _F_COUNT + len(COUNT_BUCKETS)
 _F_SYS = _F_USER + len(USER_ACTS)
 _F_TURN = _F_SYS + N_ACTIONS + 1
 _F_TYPOS = _F_TURN + 1            # share of the user's words the spelling had to correct
-OBS_DIM = _F_TYPOS + 1
+# cues that the last turns were misunderstood (see Tracker.cue_list)
+CUE_FEATURES = ("corrections", "people_corrected", "time_corrected", "repeated", "reasked",
+                "words")
+_F_CUES = _F_TYPOS + 1
+OBS_DIM = _F_CUES + len(CUE_FEATURES)
 
 
 def feature_index(slot: str, feature: str) -> int:
@@ -68,6 +72,9 @@ class Tracker:
         self.turn = 0                  # system turns so far
         self.last_informed = None      # the constraint slot the user changed last
         self.words = self.typos = 0    # the user's words so far, and those corrected
+        self.corrections = 0           # times the user said the system got something wrong
+        self.corrected = {s: False for s in BOOKING}   # value set by a correction or change
+        self.repeated = self.reasked = False            # the last user turn said nothing new
         self.last_user: set[str] = set()
         self.last_sys = SystemAct(A_NONE)
 
@@ -95,6 +102,9 @@ class Tracker:
         if value == self.value[slot]:
             self.conf[slot] = min(1.0, 1.0 - (1.0 - self.conf[slot]) * (1.0 - conf))
         else:
+            if slot in BOOKING:      # changed after the system booked or read it back
+                self.corrected[slot] = self.value[slot] is not None and (
+                    self.booking is not None or self.last_sys.action == A_CONFIRM[slot])
             self.value[slot], self.conf[slot], self.confirmed[slot] = value, conf, False
         if slot in CONSTRAINTS:
             self.excluded[slot].discard(value)
@@ -139,9 +149,12 @@ class Tracker:
         self.typos += int(typos[0])
         self.words += int(typos[1])
         kinds = {a[0] for a in acts}
-        informed = set()
+        informed, new = set(), False
+        self._count_correction(kinds, acts)
+        self.reasked = any(a == "request" and self.informed.get(s) for a, s, *_ in acts)
         for act, slot, value, conf in acts:
             if act == "inform" and slot in INFORMABLE:
+                new |= value != self.value[slot]
                 self._set(slot, value, float(conf))
                 informed.add(slot)
             elif act == "exclude" and slot in CONSTRAINTS:
@@ -165,6 +178,9 @@ class Tracker:
                 self.no_booking = True
             elif act == "reqalts" and self.offered is not None:
                 self._drop_offer(reject=True)
+        self.repeated = bool(informed) and not new and not (
+            self.last_sys.slot in informed and self.last_sys.action < N_ACTIONS
+            and ACTIONS[self.last_sys.action].startswith(("request_", "confirm_")))
         self._answer(kinds, informed)
         if self.offered is not None and informed & set(CONSTRAINTS) and not self.named \
                 and not self.cat.satisfies(self.offered, self.constraints(), self.excluded):
@@ -172,6 +188,17 @@ class Tracker:
         content = kinds & {"inform", "exclude", "request", "reqalts", "name"}
         self.done = ("done" in kinds and not content) or (self.done and not kinds)
         self.last_user = {("inform" if k == "exclude" else k) for k in kinds} & set(USER_ACTS)
+
+    def _count_correction(self, kinds: set, acts) -> None:
+        """A "no" (or a different booking detail) right after the system booked, changed a
+        booking or read a value back: the system had misunderstood something."""
+        a = self.last_sys.action
+        if a in (A_BOOK, A_CHANGE):
+            changed = any(act == "inform" and s in BOOKING and v != self.value[s]
+                          for act, s, v, _ in acts)
+            self.corrections += "negate" in kinds or changed
+        elif a < N_ACTIONS and ACTIONS[a].startswith("confirm_"):
+            self.corrections += "negate" in kinds
 
     def _answer(self, kinds: set, informed: set) -> None:
         """A yes/no to the system's last act (a confirmation or an offer)."""
@@ -222,7 +249,18 @@ class Tracker:
         f[_F_SYS + self.last_sys.action] = 1.0
         f[_F_TURN] = min(self.turn, MAX_TURN) / MAX_TURN
         f[_F_TYPOS] = self.typo_share()
+        f[_F_CUES:] = self.cue_list()
         return f
+
+    def cue_list(self) -> list:
+        """Observable signs that the system misunderstood: corrections so far (/3, clipped);
+        per booking detail, its value came from a correction or change and is not confirmed;
+        the last user turn only repeated values already held, or asked again for info already
+        told; how many words the typo share rests on (/40, clipped)."""
+        return [min(self.corrections, 3) / 3.0,
+                self.corrected["people"] and not self.confirmed["people"],
+                self.corrected["time"] and not self.confirmed["time"],
+                self.repeated, self.reasked, min(self.words, 40) / 40.0]
 
     def typo_share(self) -> float:
         """Corrected words per word the user typed (0 before any word), clipped to 1."""
@@ -243,6 +281,8 @@ class Tracker:
                 "no_booking": self.no_booking, "rejections": self.rejections,
                 "turn": self.turn, "last_informed": self.last_informed,
                 "words": self.words, "typos": self.typos,
+                "corrections": self.corrections, "corrected": dict(self.corrected),
+                "repeated": self.repeated, "reasked": self.reasked,
                 "last_user": sorted(self.last_user), "last_sys": self.last_sys.to_json()}
 
     @classmethod
@@ -269,6 +309,9 @@ class Tracker:
             t.no_booking, t.rejections = bool(state["no_booking"]), int(state["rejections"])
             t.turn, t.last_informed = int(state["turn"]), state["last_informed"]
             t.words, t.typos = int(state["words"]), int(state["typos"])
+            t.corrections = int(state["corrections"])
+            t.corrected = {s: bool(state["corrected"][s]) for s in BOOKING}
+            t.repeated, t.reasked = bool(state["repeated"]), bool(state["reasked"])
             t.last_user = {str(a) for a in state["last_user"]} & set(USER_ACTS)
             t.last_sys = SystemAct.from_json(dict(state["last_sys"]))
         except (KeyError, TypeError, AttributeError, ValueError) as e:

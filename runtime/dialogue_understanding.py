@@ -18,7 +18,10 @@ Confidences: canonical value 0.95, synonym 0.85, a corrected typo 0.7 (0.5 if am
 a fuzzy match of an unfamiliar word to a cuisine two edits away 0.5, unknown value 0.9 (a
 lexicon one) or 0.6 (any other word before "food"), context-only readings (a bare number
 after "how many people?") 0.8; a time or party size read through a corrected word takes
-that word's confidence.
+that word's confidence; a time off the booking grid ("18:39", a digit slip of "18:30"), an
+hour with am/pm past 12 ("19pm") or a party of more than twice the largest table ("44") is
+read with ``IMPLAUSIBLE`` confidence (0.5). A word of a restaurant's name that was reached
+only by correcting a typo ("agve" for "have") does not name that restaurant.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from runtime.dialogue_domain import (
 from runtime.dialogue_spelling import Speller, osa_distance
 
 READ_CHARS = 600          # a user turn is read up to this many characters (the rest is ignored)
+IMPLAUSIBLE = 0.5         # confidence of a time off the booking grid or an absurd party size
 
 _NUMBER_WORDS = {w: i for i, w in enumerate(
     ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
@@ -38,6 +42,7 @@ _NUM = r"(\d{1,2}|" + "|".join(sorted(_NUMBER_WORDS, key=len, reverse=True)) + r
 _PEOPLE_NOUN = r"(?:people|persons|person|guests|adults|of us|diners|pax|ppl|heads)"
 _NOT_PEOPLE = r"(?! ?(?:people|persons|person|guests|of us|adults|diners|pax|ppl|kids))"
 
+_MALFORMED = re.compile(r"\b(?:1[3-9]|2\d)(?::\d\d)? ?(?:am|pm)\b")   # "19pm", "22:30pm"
 _DOT_TIME = re.compile(r"(\d)\.(\d\d)(?!\d)")
 _CLAUSE_BREAK = re.compile(r"[.,;!?()]")
 _OTHER_CHARS = re.compile(r"[^a-z0-9:'|\s]")
@@ -244,7 +249,7 @@ class Understanding:
         t, fixed = self.speller.correct_text(normalise(text))
         acts: list[tuple] = []
         rest = self._times_and_people(t, asked, acts, fixed)
-        rest = self._names(rest, acts)
+        rest = self._names(rest, acts, fixed)
         rest = self._constraints(rest, fixed, asked, acts)
         for r in REQUESTABLE:
             if self.request[r].search(rest):
@@ -254,7 +259,9 @@ class Understanding:
     def _times_and_people(self, t: str, asked, acts: list, fixed: dict) -> str:
         """Times and party sizes; a reading that rests on a corrected word ("fuor people")
         takes that word's lower confidence."""
-        def conf(text, c=0.95):
+        def conf(text, c=0.95, slot=None, value=None):
+            if slot and (not self.cat.plausible(slot, value) or _MALFORMED.search(text)):
+                c = IMPLAUSIBLE       # "18:39", "19pm", "44 people": a slip, most likely
             return min([c] + [fixed[w] for w in text.split() if w in fixed])
         found = set()
         for pat, fn in _TIME_PATTERNS:
@@ -263,14 +270,15 @@ class Understanding:
             m = pat.search(t)
             value = fn(m.groups()) if m else None
             if value:
-                acts.append(("inform", "time", value, conf(m.group(0))))
+                acts.append(("inform", "time", value, conf(m.group(0), 0.95, "time", value)))
                 found.add("time")
                 t = t[:m.start()] + " " + t[m.end():]
                 break
         for pat, fn in _PEOPLE_PATTERNS:
             m = pat.search(t)
             if m and 1 <= fn(m.groups()) <= 99:
-                acts.append(("inform", "people", str(fn(m.groups())), conf(m.group(0))))
+                n = str(fn(m.groups()))
+                acts.append(("inform", "people", n, conf(m.group(0), 0.95, "people", n)))
                 found.add("people")
                 t = t[:m.start()] + " " + t[m.end():]
                 break
@@ -280,15 +288,17 @@ class Understanding:
                 n = number(m.group(1))
                 value = (str(n) if 1 <= n <= 99 else None) if asked == "people" else hhmm(n, 0)
                 if value:
-                    acts.append(("inform", asked, value, conf(m.group(0), 0.8)))
+                    acts.append(("inform", asked, value, conf(m.group(0), 0.8, asked, value)))
         return t
 
-    def _names(self, t: str, acts: list) -> str:
+    def _names(self, t: str, acts: list, fixed: dict) -> str:
         named = set()
         for phrase, pat, i, conf in self.names:
             if phrase not in t or i in named:
                 continue
             m = pat.search(t)
+            if m and " " not in phrase and phrase in fixed:
+                continue        # "van I agve the phone": a corrected word is no name on its own
             if m:
                 neg = _NEG_BEFORE.search(t[:m.start()])
                 acts.append(("reject_name" if neg else "name", None, i, conf))

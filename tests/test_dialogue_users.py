@@ -9,7 +9,7 @@ import pytest
 from runtime.dialogue_domain import (
     A_BOOK, A_CONFIRM, A_NOMATCH, A_OFFER, BOOKING, CONSTRAINTS, Catalogue, SystemAct,
 )
-from runtime.dialogue_tracker import OBS_DIM, Tracker
+from runtime.dialogue_tracker import _F_TYPOS, OBS_DIM, Tracker
 from runtime.dialogue_understanding import Understanding
 from trainer.dialogue_goals import sample_goal
 from trainer.dialogue_lexicon import LEXICON, make_catalogue
@@ -74,9 +74,9 @@ def test_the_typo_channel_mistypes_digits_and_some_words_twice():
 # ----------------------------------------------------------------------------- tracker
 def test_the_belief_shows_how_carefully_the_user_types():
     t = Tracker(CAT)
-    assert t.features()[-1] == 0.0 and t.features().shape == (OBS_DIM,)
+    assert t.features()[_F_TYPOS] == 0.0 and t.features().shape == (OBS_DIM,)
     t.user(_acts("cheap itallian"), NLU.typos("cheap itallian"))
-    assert t.typo_share() == pytest.approx(0.5) and t.features()[-1] == pytest.approx(0.5)
+    assert t.typo_share() == pytest.approx(0.5) and t.features()[_F_TYPOS] == pytest.approx(0.5)
     back = Tracker.from_state(CAT, t.to_state())
     assert back.typo_share() == t.typo_share()
     assert np.array_equal(back.features(), t.features())

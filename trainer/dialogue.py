@@ -56,6 +56,8 @@ class Config:
     checkpoint_every: int = 25_000
     # evaluation
     eval_dialogues: int = 1000
+    paired_dialogues: int = 10_000     # users per typo rate in the paired DQN-vs-rule runs
+    tune_dialogues: int = 3_000        # training users per grid point when tuning rule_tuned
     eval_noise: tuple = (0.0, 0.1, 0.2)
     eval_heldout_noise: tuple = (0.0, 0.1)
     int8: bool = True
@@ -63,7 +65,8 @@ class Config:
 
 PROFILES = {
     "quick": Config(total_steps=3_000, learning_starts=500, hidden=(64, 64), buffer_size=5_000,
-                    checkpoint_every=1_500, eval_dialogues=100,
+                    checkpoint_every=1_500, eval_dialogues=100, paired_dialogues=500,
+                    tune_dialogues=100,
                     exploration_fraction=0.5, int8=False),
     "full": Config(),
 }

@@ -21,7 +21,8 @@ RULES = ("rule", "rule_confirm", "rule_confirm_all", "rule_tuned")
 # the tuned rule's grid, searched one parameter at a time (0: never confirm on confidence)
 TUNE_GRID = {"threshold": (0.0, 0.55, 0.65, 0.75, 0.82, 0.9, 1.01),
              "booking_threshold": (0.0, 0.55, 0.65, 0.75, 0.82, 0.9, 0.96, 1.01),
-             "sloppy": (None, 0.2, 0.12, 0.08, 0.05, 0.03, 0.0)}
+             "sloppy": (None, 0.2, 0.12, 0.08, 0.05, 0.03, 0.0),
+             "recheck": (False, True)}
 
 KIND = "dialogue"
 EVIDENCE = (
@@ -171,7 +172,7 @@ def tune_rule(cat: Catalogue, n: int, noise=(0.0, 0.3), seed: int = 101) -> dict
     never the evaluation's): coordinate ascent over :data:`TUNE_GRID`, two sweeps, on the mean
     return (the DQN's objective: success, failure and turns) -> {"params", "mean_return",
     "success_rate", "mean_turns", "dialogues", "seed"}."""
-    params = {"threshold": 0.0, "booking_threshold": 0.0, "sloppy": None}
+    params = {"threshold": 0.0, "booking_threshold": 0.0, "sloppy": None, "recheck": False}
     cache: dict = {}
 
     def score(p):
@@ -244,7 +245,7 @@ def evaluate_all(cfg, work_dir: Path, models_dir: Path, onnx_q) -> dict:
     from runtime import registry
 
     cat = Catalogue(registry.read_json(KIND, "catalogue", models_dir))
-    tuned = tune_rule(cat, cfg.eval_dialogues)
+    tuned = tune_rule(cat, cfg.tune_dialogues)
     policies = {"dqn": q_policy(onnx_q(models_dir, "fp32")),
                 "rule": tracker_policy(rule_policy),
                 "rule_confirm": tracker_policy(rule_confirm_policy),
@@ -261,7 +262,7 @@ def evaluate_all(cfg, work_dir: Path, models_dir: Path, onnx_q) -> dict:
     metrics["rule_tuning"] = tuned
     metrics.update(simulated(cfg, cat, policies, cfg.eval_dialogues))
     for e in cfg.eval_noise:
-        metrics[f"paired_noise_{e:.1f}"] = paired(cat, policies, 5 * cfg.eval_dialogues, e,
+        metrics[f"paired_noise_{e:.1f}"] = paired(cat, policies, cfg.paired_dialogues, e,
                                                   cfg.seed + 11)
     metrics["scripts"] = run_scripts(models_dir)
     if "dqn_int8" in policies:

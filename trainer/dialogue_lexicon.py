@@ -15,6 +15,7 @@ ONTOLOGY = {
 # booking hours (inclusive windows for the booked time) and party sizes restaurants take
 HOURS = [["12:00", "14:30"], ["17:30", "21:30"]]
 MAX_PEOPLE = (6, 8, 10)
+SLOT_MINUTES = 15          # tables are booked on the quarter hour ("18:39" is a slip)
 
 # restaurant names per cuisine and street names per area: data, kept in a JSON file beside
 # this module
@@ -50,7 +51,8 @@ def make_catalogue(seed: int = 0, n: int = 80) -> dict:
                             f"{'ABDEFGHJLNPQRSTUWXYZ'[int(rng.integers(20))]}",
                 "max_people": int(rng.choice(MAX_PEOPLE)),
             })
-    return {"ontology": ONTOLOGY, "hours": HOURS, "restaurants": restaurants}
+    return {"ontology": ONTOLOGY, "hours": HOURS, "slot_minutes": SLOT_MINUTES,
+            "restaurants": restaurants}
 
 
 SYSTEM_TEMPLATES = {

@@ -143,7 +143,8 @@ def _wants(t: Tracker) -> bool:
 
 
 def rule_policy(t: Tracker, threshold: float | None = None,
-                booking_threshold: float | None = None, sloppy: float | None = None) -> int:
+                booking_threshold: float | None = None, sloppy: float | None = None,
+                recheck: bool = False) -> int:
     """Hand-written policy: bye when the user is done; info when asked; ask each missing
     constraint; "no match" when nothing fits; offer; ask people and time (unless the user wants
     no booking); refuse a booking the restaurant cannot take; book or change the booking; after
@@ -151,13 +152,15 @@ def rule_policy(t: Tracker, threshold: float | None = None,
     constraint (below ``threshold``). Confirmation (none by default): before the offer, every constraint value understood with a
     confidence below ``threshold``; before the booking, every people/time value below
     ``booking_threshold`` (default ``threshold``), or any at all once more than ``sloppy`` of
-    the user's words needed correcting (a careless typist's digits are suspect too)."""
+    the user's words needed correcting (a careless typist's digits are suspect too), and with
+    ``recheck`` a party size or time the user gave as a correction or change of a booking (it
+    can be mistyped again, and a second wrong booking costs more)."""
     if t.done:
         return A_BYE
     if _wants(t) and t.offered is not None:
         return A_INFORM
     low = _unsure(t, threshold, threshold if booking_threshold is None else booking_threshold,
-                  sloppy)
+                  sloppy, recheck)
     if t.offered is None:
         if not t.fresh():               # nothing matches: unless a doubtful value is to blame
             return next((A_CONFIRM[s] for s in low if s in CONSTRAINTS), A_NOMATCH)
@@ -194,16 +197,18 @@ def _disputed(t: Tracker) -> bool:
         "affirm" in t.last_user and a in (A_CONFIRM["people"], A_CONFIRM["time"]))
 
 
-def _unsure(t: Tracker, threshold, booking_threshold, sloppy) -> list:
+def _unsure(t: Tracker, threshold, booking_threshold, sloppy, recheck=False) -> list:
     """The slots :func:`rule_policy` confirms: a value (not dontcare, not yet confirmed) below
-    its threshold; booking details of a sloppy typist whatever their confidence."""
+    its threshold; booking details of a sloppy typist whatever their confidence; with
+    ``recheck``, booking details that came from a correction or change."""
     careless = sloppy is not None and t.typo_share() > sloppy
     out = []
     for s in CONSTRAINTS + BOOKING:
         limit = threshold if s in CONSTRAINTS else booking_threshold
         if t.value[s] in (None, DONTCARE) or t.confirmed[s]:
             continue
-        if (limit is not None and t.conf[s] < limit) or (careless and s in BOOKING):
+        if (limit is not None and t.conf[s] < limit) or (careless and s in BOOKING) \
+                or (recheck and s in BOOKING and t.corrected[s]):
             out.append(s)
     return out
 
@@ -219,7 +224,7 @@ def rule_confirm_all_policy(t: Tracker) -> int:
 
 
 def tuned_rule(params: dict):
-    """:func:`rule_policy` with ``threshold``, ``booking_threshold`` and ``sloppy`` (tuned on
+    """:func:`rule_policy` with ``threshold``, ``booking_threshold``, ``sloppy`` and ``recheck`` (tuned on
     training users by :func:`trainer.dialogue_eval.tune_rule`)."""
     def rule(t: Tracker) -> int:
         return rule_policy(t, **params)
