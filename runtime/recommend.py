@@ -81,8 +81,13 @@ class Slate(list):
 
 
 def _ids(name: str, value, cat: Catalogue) -> list[int]:
-    """A list of known item ids (ValueError naming the option and the offending values)."""
+    """Rows of a list of known item ids (ValueError naming the option and the offending
+    values)."""
     items = _check._check_sequence(name, value, MAX_LIST)
+    get = cat.index.get
+    rows = [get(x) if type(x) is int else None for x in items]   # the common case, one pass
+    if None not in rows:
+        return rows
     bad = [x for x in items if isinstance(x, bool) or not isinstance(x, (int, np.integer))]
     if bad:
         raise ValueError(f"{name} must contain integer item ids; not integers: {bad[:10]!r}")
@@ -117,13 +122,13 @@ def top_k(q: np.ndarray, allowed: np.ndarray, k: int, rng: np.random.Generator,
           explore: float = 0.0) -> np.ndarray:
     """Rows of the top-k ``q`` among ``allowed`` (bool), best first; exact ties are broken by
     seeded noise; ``explore`` adds Gumbel noise scaled by the scores' standard deviation."""
-    q = np.asarray(q, np.float64)
+    q = np.array(q, np.float64)                                     # a copy
     if explore > 0.0:
-        q = q + explore * (q[allowed].std() + 1e-9) * rng.gumbel(size=q.shape)
-    q = np.where(allowed, q, -np.inf)
-    tie = rng.random(q.shape)
-    cand = np.argpartition(-q, k - 1)[:k] if k < len(q) else np.arange(len(q))
-    return cand[np.lexsort((tie[cand], -q[cand]))]
+        q += explore * (q[allowed].std() + 1e-9) * rng.gumbel(size=q.shape)
+    q[~allowed] = -np.inf
+    n = len(q)
+    cand = np.argpartition(q, n - k)[n - k:] if k < n else np.arange(n)
+    return cand[np.lexsort((rng.random(len(cand)), -q[cand]))]
 
 
 class RecommendModel(Model):
@@ -153,6 +158,25 @@ class RecommendModel(Model):
     def features(self, cat: Catalogue) -> np.ndarray:
         return self.cached(("features", id(cat)), lambda: item_features(cat))
 
+    def _scorer(self, path):
+        """(catalogue, session, state input name, item feeds) for ``path`` (None: shipped), built
+        once per catalogue version: one cache look-up per call."""
+        if path is None:
+            key = ("scorer", None)
+        else:
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                raise ValueError(f"catalogue cannot be read: {exc}") from None
+            key = ("scorer", str(path), st.st_mtime_ns, st.st_size)
+
+        def build():
+            cat = self.catalogue(path)
+            sess = self.q_session()
+            a, b = (i.name for i in sess.get_inputs())
+            return cat, sess, a, {b: self.features(cat)}
+        return self.cached(key, build)
+
     def q_session(self):
         sess = self.session("q")
         base = self.shipped_catalogue()
@@ -172,7 +196,7 @@ class RecommendModel(Model):
 
     def _generate(self, rng, *, history, k, explore, skipped, engagement, allow_repeats,
                   reshow_skipped, exclude, topics, catalogue):
-        cat = self.catalogue(catalogue)
+        cat, sess, state_name, feeds = self._scorer(catalogue)
         rows = _ids("history", history, cat)
         skip_rows = _ids("skipped", skipped, cat)
         eng = _engagement(engagement, len(rows))
@@ -190,7 +214,7 @@ class RecommendModel(Model):
             raise ValueError(f"k={k} but only {left} items are allowed (after history, skipped, "
                              f"exclude and topics)")
         state = featurise(rows, cat, eng, skip_rows)[None, :]
-        q = self.scores(state, cat)[0]
+        q = self.run(sess, {state_name: state, **feeds})[0][0]
         best = top_k(q, allowed, k, rng, explore)
         return Slate(cat.ids[best], q[best], cat.topic[best], [cat.titles[i] for i in best])
 

@@ -45,6 +45,10 @@ COUNT_SCALE = 20.0    # counters are divided by these
 MINUTES_SCALE = 30.0
 LENGTH_SCALE = 4.0    # item length feature = minutes / 4
 MAX_ITEMS = 100_000   # catalogue size cap (a file cannot make the runtime allocate gigabytes)
+SATIATION_DECAY = 0.6  # per-item decay of the satiation (boredom) vector
+TRUST0 = 0.55         # starting value of the quality average (the trust estimate)
+TRUST_RATE = 0.3      # weight of the newest item in the quality average
+RUN_SCALE = 10.0      # the topic run length is divided by this
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class Catalogue:
     embedding: np.ndarray    # float32 [N, E]
     titles: tuple = ()
     index: dict = field(default_factory=dict, compare=False, repr=False)   # id -> row
+    cache: dict = field(default_factory=dict, compare=False, repr=False)   # derived arrays
 
     @property
     def n_items(self) -> int:
@@ -74,6 +79,17 @@ class Catalogue:
     def rows(self, ids) -> list[int]:
         """Rows of known ids (the caller validated them)."""
         return [self.index[int(i)] for i in ids]
+
+    def state_rows(self) -> np.ndarray:
+        """float64 [N, T + E + 3]: topic mixture, embedding, quality, length, length x
+        (1 - quality): what ``featurise`` gathers per history item (built once)."""
+        hit = self.cache.get("state_rows")
+        if hit is None:
+            q, ln = self.quality.astype(np.float64), self.length.astype(np.float64)
+            hit = self.cache["state_rows"] = np.concatenate(
+                [self.topics, self.embedding, q[:, None], ln[:, None], (ln * (1.0 - q))[:, None]],
+                1).astype(np.float64)
+        return hit
 
     @classmethod
     def from_json(cls, data, source: str = "catalogue") -> "Catalogue":
@@ -234,17 +250,29 @@ def item_features(cat: Catalogue) -> np.ndarray:
 
 
 def state_dim(n_topics: int, embedding_dim: int) -> int:
-    return 3 * n_topics + embedding_dim + 6
+    return 4 * n_topics + embedding_dim + 8
 
 
-def _decayed_mean(vectors: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    w = DECAY ** np.arange(len(vectors) - 1, -1, -1, dtype=np.float64) * weights
-    s = w.sum()
-    return (w @ vectors) / s if s > 0 else np.zeros(vectors.shape[1])
+_POW_LEN = 4096      # powers of the decays by age, precomputed (older items: computed)
+
+
+def _powers(base: float) -> np.ndarray:
+    return base ** np.arange(_POW_LEN - 1, -1, -1, dtype=np.float64)     # newest (age 0) last
+
+
+_DECAY_POW, _SAT_POW, _KEEP_POW = (_powers(DECAY), _powers(SATIATION_DECAY),
+                                   _powers(1.0 - TRUST_RATE))
+
+
+def _by_age(table: np.ndarray, base: float, m: int) -> np.ndarray:
+    """[m] weights base ** age, oldest first."""
+    if m <= _POW_LEN:
+        return table[_POW_LEN - m:]
+    return base ** np.arange(m - 1, -1, -1, dtype=np.float64)
 
 
 def featurise(rows: Sequence[int], cat: Catalogue, engagement=None, skipped=()) -> np.ndarray:
-    """State (float32 [3T + E + 6]) of a user who consumed catalogue ``rows`` (oldest first).
+    """State (float32 [4T + E + 8]) of a user who consumed catalogue ``rows`` (oldest first).
 
     ``engagement``: per consumed item, the share watched or a rating scaled to [0, 1]
     (None = unknown, taken as 1).  ``skipped``: rows shown to the user and not consumed
@@ -254,34 +282,52 @@ def featurise(rows: Sequence[int], cat: Catalogue, engagement=None, skipped=()) 
     [T:2T)         topic profile: DECAY- and engagement-weighted mean over the history
     [2T:3T)        skipped profile: DECAY-weighted mean topic mixture of skipped items
     [3T:3T+E)      embedding profile (weighted like the topic profile)
-    3T+E .. +5     mean quality of the last RECENT items, len(history) / 20, minutes / 30,
+    [3T+E:4T+E)    satiation: sum of the topic mixtures, weighted SATIATION_DECAY ** age (age in
+                   items, newest 0): how much of each topic the user just had (boredom)
+    4T+E .. +7     mean quality of the last RECENT items, len(history) / 20, minutes / 30,
                    minutes weighted by (1 - quality) / 30, mean engagement of the last RECENT
-                   items, len(skipped window) / 20
+                   items, len(skipped window) / 20, the quality average (from TRUST0, weight
+                   TRUST_RATE per item: the trust estimate), the run of newest items sharing the
+                   newest item's primary topic / 10
     """
     t, e = cat.n_topics, cat.embedding_dim
-    obs = np.zeros(3 * t + e + 6, np.float32)
+    o = 4 * t + e
+    obs = np.zeros(o + 8, np.float32)
+    obs[o + 6] = TRUST0
     m = len(rows)
-    o = 3 * t + e
     if m:
-        h = np.asarray(rows, np.intp)
-        eng = np.ones(m) if engagement is None else np.asarray(engagement, np.float64)
-        top = cat.topics[h].astype(np.float64)
+        x = cat.state_rows()[rows]                         # [m, T + E + 3]
         r = min(m, RECENT)
-        obs[:t] = top[-r:].sum(axis=0) / r
-        w = DECAY ** np.arange(m - 1, -1, -1, dtype=np.float64) * eng
+        recent = x[-r:].sum(axis=0) / r
+        obs[:t] = recent[:t]
+        obs[o] = recent[t + e]
+        w = _by_age(_DECAY_POW, DECAY, m)
+        eng = None
+        if engagement is not None:
+            eng = np.asarray(engagement, np.float64)
+            w = w * eng
         ws = w.sum()
         if ws > 0:
-            obs[t:2 * t] = (w @ top) / ws
-            if e:
-                obs[3 * t:o] = (w @ cat.embedding[h]) / ws
-        qual, length = cat.quality[h].astype(np.float64), cat.length[h].astype(np.float64)
-        obs[o] = qual[-r:].sum() / r
+            prof = (w @ x[:, :t + e]) / ws
+            obs[t:2 * t] = prof[:t]
+            obs[3 * t:3 * t + e] = prof[t:]
+        obs[3 * t + e:o] = _by_age(_SAT_POW, SATIATION_DECAY, m) @ x[:, :t]
+        sums = x[:, t + e + 1:].sum(axis=0)
         obs[o + 1] = m / COUNT_SCALE
-        obs[o + 2] = length.sum() / MINUTES_SCALE
-        obs[o + 3] = (length @ (1.0 - qual)) / MINUTES_SCALE
-        obs[o + 4] = eng[-r:].sum() / r
+        obs[o + 2] = sums[0] / MINUTES_SCALE
+        obs[o + 3] = sums[1] / MINUTES_SCALE
+        obs[o + 4] = 1.0 if eng is None else eng[-r:].sum() / r
+        keep = _by_age(_KEEP_POW, 1.0 - TRUST_RATE, m)
+        obs[o + 6] = TRUST0 * keep[0] * (1.0 - TRUST_RATE) + TRUST_RATE * (keep @ x[:, t + e])
+        topic = cat.topic
+        last, run = topic[rows[-1]], 1
+        while run < m and topic[rows[-1 - run]] == last:
+            run += 1
+        obs[o + 7] = run / RUN_SCALE
     if len(skipped):
-        s = np.asarray(skipped, np.intp)[-SKIP_WINDOW:]
-        obs[2 * t:3 * t] = _decayed_mean(cat.topics[s].astype(np.float64), np.ones(len(s)))
-        obs[o + 5] = len(s) / COUNT_SCALE
+        s = skipped[-SKIP_WINDOW:]
+        n = len(s)
+        w = _DECAY_POW[_POW_LEN - n:]
+        obs[2 * t:3 * t] = (w @ cat.state_rows()[s, :t]) / w.sum()
+        obs[o + 5] = n / COUNT_SCALE
     return obs

@@ -79,7 +79,8 @@ def test_reset_is_deterministic_and_segments_can_be_pinned(env):
 def test_step_api_observation_and_skips(env):
     obs, info = env.reset(seed=0, options={"cold": True})
     n = env.n_actions
-    assert obs.shape == (env.obs_dim,) and obs.dtype == np.float32 and not obs.any()
+    assert obs.shape == (env.obs_dim,) and obs.dtype == np.float32
+    assert np.flatnonzero(obs).tolist() == [env.obs_dim - 2]          # only the trust prior
     assert info["budget"] == env.cfg.budget0
     rng = np.random.default_rng(0)
     for _ in range(25):
@@ -116,6 +117,7 @@ def test_budget_refund_rewards_quality_and_sessions_end(env):
         spent[item] = (env.cfg.budget0 - env.budget) / r
     assert spent[int(np.argmax(q))] < spent[int(np.argmin(q))]
     env.reset(seed=4, options={"cold": True})
+    env._refresh = lambda: None                                       # keep the forced scores
     env._score[:] = -50.0
     steps = 0
     while True:
@@ -137,6 +139,46 @@ def test_interest_drifts_toward_good_and_away_from_bad_content(env):
         assert sign * (env.interest[topic] - before) > 0
 
 
+def test_satiation_bores_and_wears_off(env):
+    env.reset(seed=8, options={"segment": "focused", "favourites": [2], "cold": True})
+    pool = np.flatnonzero(env.cat.topic == 2)
+    fresh = env.myopic_values()[pool[-1]]
+    env._score[:] = 50.0
+    for i in pool[:3]:
+        env.step(int(i))
+    bored = env.myopic_values()[pool[-1]]
+    assert bored < 0.8 * fresh
+    env._score[:] = -50.0
+    for j in range(4):                                                # slates without a click
+        env.step(int(pool[3 + j]))
+        env._score[:] = -50.0
+    env._refresh()
+    assert env.myopic_values()[pool[-1]] > bored
+
+
+def test_clickbait_erodes_trust_clicks_and_sessions(env):
+    q = env.cat.quality
+    bait, good = int(np.argmin(q)), int(np.argmax(q))
+    trust, left = {}, 0
+    for item in (bait, good):
+        env.reset(seed=9, options={"cold": True})
+        before = env._no_click
+        env._score[:] = 50.0
+        env.step(item)
+        trust[item] = env.trust
+        assert (env._no_click > before) == (item == bait)             # fewer clicks after bait
+    assert trust[bait] < trust[good]
+    for s in range(200):
+        env.reset(seed=s, options={"cold": True})
+        for i in np.argsort(q)[:6]:
+            env._score[:] = 50.0
+            *_, term, _, info = env.step(int(i))
+            if term:
+                left += info["abandoned"]
+                break
+    assert left > 50                                                  # clickbait ends sessions
+
+
 def test_long_term_value_differs_from_myopic(raw):
     """Honest headroom: a quality-aware oracle beats the one-step oracle on return."""
     def run(score_fn, n=40):
@@ -153,7 +195,7 @@ def test_long_term_value_differs_from_myopic(raw):
         return total / n
     myopic = run(lambda e: e.myopic_values())
     patient = run(lambda e: e.myopic_values() * (1 + 2 * (e.cat.quality - 0.5)))
-    assert patient > 1.05 * myopic
+    assert patient > 1.15 * myopic
 
 
 @pytest.mark.parametrize("slate, what", [([200], "unknown"), ([-1], "unknown"),
@@ -169,7 +211,8 @@ def test_bad_slates_raise(env, slate, what):
 def test_featurise_layout(raw):
     cat = parse_catalogue(raw)
     t, e = cat.n_topics, cat.embedding_dim
-    assert state_dim(t, e) == 3 * t + e + 6 and not featurise([], cat).any()
+    assert state_dim(t, e) == 4 * t + e + 8
+    assert np.flatnonzero(featurise([], cat)).tolist() == [4 * t + e + 6]
     h, eng = [5, 9, 2, 11], [1.0, 0.5, 0.0, 1.0]
     x = featurise(h, cat, eng, skipped=[40, 41])
     np.testing.assert_allclose(x[:t], cat.topics[[9, 2, 11]].mean(0), atol=1e-6)
@@ -178,10 +221,21 @@ def test_featurise_layout(raw):
     ws = 0.8 ** np.array([1, 0])
     np.testing.assert_allclose(x[2 * t:3 * t], ws @ cat.topics[[40, 41]] / ws.sum(), atol=1e-6)
     np.testing.assert_allclose(x[3 * t:3 * t + e], w @ cat.embedding[h] / w.sum(), atol=1e-6)
-    o = 3 * t + e
+    np.testing.assert_allclose(x[3 * t + e:4 * t + e], 0.6 ** np.array([3, 2, 1, 0]) @ cat.topics[h],
+                               atol=1e-6)
+    o = 4 * t + e
     assert x[o] == pytest.approx(cat.quality[[9, 2, 11]].mean(), abs=1e-6)
     assert x[o + 1] == pytest.approx(4 / 20) and x[o + 5] == pytest.approx(2 / 20)
     assert x[o + 4] == pytest.approx(0.5)
+    trust = 0.55
+    for q in cat.quality[h]:
+        trust += 0.3 * (q - trust)
+    assert x[o + 6] == pytest.approx(trust, abs=1e-5)
+    same = [cat.topic[i] == cat.topic[11] for i in h[::-1]]
+    run = same.index(False) if False in same else len(h)
+    assert x[o + 7] == pytest.approx(run / 10)
+    assert featurise([5], cat, [1.0])[o + 4] == 1.0
+    assert featurise([5], cat)[o + 4] == 1.0
     assert item_features(cat).shape == (cat.n_items, t + 3 + e)
 
 

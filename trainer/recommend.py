@@ -50,7 +50,7 @@ class Config:
     learning_rate: float = 5e-4
     buffer_size: int = 100_000
     batch_size: int = 128
-    gamma: float = 0.95
+    gamma: float = 0.9
     tau: float = 1.0
     target_update_every: int = 250
     start_epsilon: float = 1.0
@@ -78,7 +78,7 @@ class Config:
     myopic_steps: int = 90_000
     # the DQN starts from the myopic network's weights (a one-step reward model) and is
     # fine-tuned with gamma for total_steps more transitions; False: from scratch
-    init_from_myopic: bool = False
+    init_from_myopic: bool = True
     # ablation: the same DQN trained from scratch for scratch_steps (0 = skip)
     scratch_steps: int = 0
     scratch_gamma: float = 0.95
@@ -164,13 +164,17 @@ def action_mask(cfg: Config):
 
 
 def _warm_start(src: Path, dst: Path) -> None:
-    """Copy the myopic run's checkpoints (weights, optimizer, step) to start the DQN from."""
+    """Copy the myopic run's checkpoints (weights, optimizer, step) and its replay buffer (its
+    one-step transitions are valid targets for any gamma) to start the DQN from."""
     import shutil
 
     if (dst / "checkpoints" / "checkpoint").exists():
         return                                        # the DQN run resumes its own
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(src / "checkpoints", dst / "checkpoints")
+    for name in ("replay.npz", "dqn_history.json"):
+        if (src / name).exists():
+            shutil.copyfile(src / name, dst / name)
 
 
 def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:

@@ -1,11 +1,13 @@
 """The recommendation Q-network: Q(state, item) from item features (no per-item weights).
 
-    Q(s, i) = w . relu(A u(s) + B v(i) + C (u(s) * v(i)) + D m(s, i)) + u(s) . v(i)
+    Q(s, i) = V(s) + w . relu(A u(s) + B v(i) + C (u(s) * v(i)) + D m(s, i)) + u(s) . v(i)
 
 u(s): an MLP over the catalogue-independent state (``runtime.recommend_features.featurise``);
 v(i): an MLP over the item's features (topic mixture, quality, length, popularity, embedding);
-m(s, i): four explicit matches (recent topics, topic profile, skipped profile against the item's
-topic mixture; embedding profile against the item's embedding).  Nothing in the network is tied
+m(s, i): five explicit matches (recent topics, topic profile, skipped profile and satiation against
+the item's topic mixture; embedding profile against the item's embedding); V(s): a linear
+state value (dueling-style: the part of Q shared by every item, so that a long-horizon value
+does not have to be relearned per item).  Nothing in the network is tied
 to an item id or to the catalogue's size, so the runtime can score any catalogue with the same
 topics and embedding size (the exported ONNX graph takes the item features as an input).
 
@@ -55,7 +57,9 @@ def _pair_layer():
             self.features = self.add_weight(
                 name="features", shape=(self.n_items, self.n_feat), trainable=False,
                 initializer=keras.initializers.Constant(self._init_features))
-            d, self.user = 3 * self.t + self.e + 6, []
+            from runtime.recommend_features import state_dim
+
+            d, self.user = state_dim(self.t, self.e), []
             for j, h in enumerate(self.hidden):
                 self.user.append(self._dense(f"user{j}", d, h))
                 d = h
@@ -66,8 +70,9 @@ def _pair_layer():
             self.pu = self._dense("pair_user", e, h, bias=False)
             self.pi = self._dense("pair_item", e, h)
             self.pm = self._dense("pair_mul", e, h, bias=False)
-            self.pmatch = self._dense("pair_match", 4, h, bias=False)
+            self.pmatch = self._dense("pair_match", 5, h, bias=False)
             self.out = self._dense("pair_out", h, 1)
+            self.value = self._dense("value", d, 1)
 
         @staticmethod
         def _apply(x, wb, relu=False):
@@ -83,6 +88,7 @@ def _pair_layer():
             u = state
             for wb in self.user:
                 u = self._apply(u, wb, relu=True)
+            value = self._apply(u, self.value)                           # [B, 1]
             u = self._apply(u, self.user_out)                           # [B, E']
             v = self._apply(self._apply(items, self.item1, relu=True), self.item2)   # [N, E']
             topics = items[:, :t]
@@ -92,11 +98,12 @@ def _pair_layer():
                 match.append(ops.matmul(state[:, 3 * t:3 * t + e], ops.transpose(emb)))
             else:
                 match.append(ops.zeros_like(match[0]))
+            match.append(ops.matmul(state[:, 3 * t + e:4 * t + e], ops.transpose(topics)))
             m = ops.stack(match, axis=-1)                               # [B, N, 4]
             uv = u[:, None, :] * v[None, :, :]                          # [B, N, E']
             h = ops.relu(self._apply(u, self.pu)[:, None, :] + self._apply(v, self.pi)[None, :, :]
                          + self._apply(uv, self.pm) + self._apply(m, self.pmatch))
-            return self._apply(h, self.out)[:, :, 0] + ops.sum(uv, axis=-1)
+            return self._apply(h, self.out)[:, :, 0] + ops.sum(uv, axis=-1) + value
 
         def call(self, obs):
             return self.score(obs[:, self.n_items:], self.features)
@@ -111,8 +118,10 @@ def make_q_network(features: np.ndarray, n_topics: int, embedding_dim: int, *, h
     layer is ``model.get_layer(name + "_pairq")`` (its ``score(state, items)`` is exported)."""
     import keras
 
+    from runtime.recommend_features import state_dim
+
     n = features.shape[0]
-    s = 3 * n_topics + embedding_dim + 6
+    s = state_dim(n_topics, embedding_dim)
     inp = keras.Input((n + s,), dtype="float32", name="obs")
     layer = _pair_layer()(features, n_topics, embedding_dim, hidden, embed_dim, item_hidden,
                           pair_hidden, name=f"{name}_pairq")

@@ -24,24 +24,33 @@ Users (hidden state, drawn per session; no topic dominates the population):
              the catalogue.  Half of the sessions report no engagement (watch share) for it.
 
 Choice model: multinomial logit over the slate plus a no-click option, with position bias,
-    aff_i   = u . topics_i + taste_weight * (v . embedding_i)
+    aff_i   = (u - satiation_weight * s) . topics_i + taste_weight * (v . embedding_i)
     score_i = click_affinity * aff_i + click_appeal * appeal_i - position_bias * pos_i
-    P(i)    = exp(score_i) / (exp(no_click_score) + sum_j exp(score_j)).
+    P(i)    = exp(score_i) / (exp(no_click) + sum_j exp(score_j)),
+    no_click = no_click_score + trust_click * (trust_ref - trust).
 On a click on item i (reward = watch time, minutes):
     watch = length_i * sigmoid(watch_bias + watch_affinity * aff_i)
     budget -= watch * (1 - refund * quality_i)                  (good content re-engages)
     u += drift * topics_i * (quality_i - quality_pivot) * (1 - u^2)
-On no click: budget -= no_click_cost.  Items shown and not clicked are *skipped*.  The session
-terminates when the budget is spent and is truncated after ``max_steps`` slates.  Consumed items
-cannot be recommended again (``step`` raises ValueError, like for duplicates or unknown rows).
+    s = SATIATION_DECAY * s + topics_i                          (boredom with what was just had)
+    trust += TRUST_RATE * (quality_i - trust)                   (clickbait erodes trust)
+    the user leaves with probability abandon * max(0, trust_ref - trust)
+On no click: budget -= no_click_cost, s *= SATIATION_DECAY (boredom wears off).  Items shown and
+not clicked are *skipped*.  The session terminates when the budget is spent or the user leaves,
+and is truncated after ``max_steps`` slates.  Consumed items cannot be recommended again
+(``step`` raises ValueError, like for duplicates or unknown rows).  Satiation and trust start
+from the prior history (trust from a per-user draw around TRUST0).
 
 Why long-term value differs from myopic: clickbait maximises the one-step expected watch time,
-but it burns the budget without refund and sours the user on its topic.
+but it burns the budget without refund, sours the user on its topic, lowers their willingness to
+click and can end the session; piling up one topic bores the user for the next slates.
 
 Observation: ``[blocked (N) | state]``: ``blocked`` marks the items the agent may not show
 next (consumed, or skipped in the last slate); ``state`` is
 ``runtime.recommend_features.featurise(history, catalogue, engagement, skipped)``, the exact
-function the runtime applies to an app's history.  The agent never sees u, v or the budget.
+function the runtime applies to an app's history.  The agent never sees u, v, the budget or
+trust; satiation and trust are estimated from the history (the state's satiation block and
+quality average: exact up to the trust draw and the decay of satiation on no-click slates).
 """
 from __future__ import annotations
 
@@ -50,7 +59,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.recommend_features import Catalogue, featurise, parse_catalogue, state_dim
+from runtime.recommend_features import (SATIATION_DECAY, TRUST0, TRUST_RATE, Catalogue, featurise,
+                                        parse_catalogue, state_dim)
 
 SEGMENTS = ("focused", "mixed")
 
@@ -82,6 +92,17 @@ class RecSimConfig:
     cold_share: float = 0.25         # users arriving with no history
     max_prior_history: int = 10
     hide_feedback_share: float = 0.5  # sessions whose history has no engagement values
+    # satiation (boredom): s <- SATIATION_DECAY * s (+ topics_i of the consumed item) per slate; the affinity
+    # of item j (click and watch) is lowered by satiation_weight * topics_j . s
+    satiation_weight: float = 0.3
+    # trust: an exponential average of the quality of consumed items (TRUST_RATE per item) from
+    # a per-user start; low trust raises the no-click score and makes the user leave after a
+    # click with probability abandon * max(0, trust_ref - trust)
+    trust0: float = TRUST0
+    trust0_noise: float = 0.05
+    trust_click: float = 2.0
+    trust_ref: float = 0.5
+    abandon: float = 0.3
 
 
 def make_catalogue(n_items: int = 200, n_topics: int = 10, seed: int = 2024,
@@ -166,6 +187,9 @@ class RecSimEnv:
         v = rng.normal(0.0, 1.0, self.cat.embedding_dim)
         self.taste = v / (np.linalg.norm(v) + 1e-9)
         self.budget = float(c.budget0)
+        self.satiation = np.zeros(t)
+        self.trust = float(np.clip(rng.normal(c.trust0, c.trust0_noise), 0.0, 1.0))
+        self.abandoned = False
         self.t = 0
         self.consumed = np.zeros(self.cat.n_items, bool)
         self.blocked = np.zeros(self.cat.n_items, bool)
@@ -191,12 +215,19 @@ class RecSimEnv:
             self.consumed[i] = True
             self.history.append(i)
             self.engagement.append(float(self._watch[i] / self.cat.length[i]))
+            self._consume(i)
+        self._refresh()
+
+    def _consume(self, i: int) -> None:
+        """Satiation and trust after consuming item ``i`` (the state's features track both)."""
+        self.satiation = SATIATION_DECAY * self.satiation + self.cat.topics[i]
+        self.trust += TRUST_RATE * (float(self.cat.quality[i]) - self.trust)
 
     def step(self, action):
         slate = self._check_slate(action)
         c, cat = self.cfg, self.cat
         if len(slate) == 1:                                         # fast path: one-item slate
-            p_click = 1.0 / (1.0 + math.exp(c.no_click_score - self._score[slate[0]]))
+            p_click = 1.0 / (1.0 + math.exp(self._no_click - self._score[slate[0]]))
             pick = 0 if self._rng.random() < p_click else 1
         else:
             probs = self.choice_probs(slate)
@@ -215,9 +246,14 @@ class RecSimEnv:
             self.consumed[clicked] = True
             self.history.append(clicked)
             self.engagement.append(reward / float(cat.length[clicked]))
+            self._consume(clicked)
             self._refresh()
+            p_leave = c.abandon * max(0.0, c.trust_ref - self.trust)
+            self.abandoned = p_leave > 0.0 and self._rng.random() < p_leave
         else:
             self.budget -= c.no_click_cost
+            self.satiation *= SATIATION_DECAY                        # boredom wears off
+            self._refresh()
         skipped = [int(i) for i in slate if int(i) != clicked]
         self.skipped.extend(skipped)
         self.blocked[self.consumed] = True
@@ -225,9 +261,10 @@ class RecSimEnv:
         if self.blocked.all():                                      # never leave nothing to show
             self.blocked[:] = self.consumed
         self.t += 1
-        terminated = self.budget <= 0.0
+        terminated = self.budget <= 0.0 or self.abandoned
         truncated = (not terminated) and (self.t >= c.max_steps or self.consumed.all())
-        info = {"clicked": clicked, "budget": self.budget, "slate": slate}
+        info = {"clicked": clicked, "budget": self.budget, "slate": slate,
+                "abandoned": self.abandoned}
         return self.observation(), reward, terminated, truncated, info
 
     # ----------------------------------------------------------------- model pieces
@@ -246,7 +283,9 @@ class RecSimEnv:
     def _refresh(self) -> None:
         """Cache affinity, choice score and expected watch time of every item (user changed)."""
         c = self.cfg
-        self._aff = self.cat.topics @ self.interest + c.taste_weight * (self.cat.embedding @ self.taste)
+        self._aff = (self.cat.topics @ (self.interest - c.satiation_weight * self.satiation)
+                     + c.taste_weight * (self.cat.embedding @ self.taste))
+        self._no_click = c.no_click_score + c.trust_click * (c.trust_ref - self.trust)
         self._score = c.click_affinity * self._aff + c.click_appeal * self.appeal
         self._watch = self.cat.length * _sigmoid(c.watch_bias + c.watch_affinity * self._aff)
 
@@ -260,7 +299,7 @@ class RecSimEnv:
         """P(click slate[i]) for each i, then P(no click) last."""
         s = np.empty(len(slate) + 1)
         s[:-1] = self.scores(slate) - self.cfg.position_bias * np.arange(len(slate))
-        s[-1] = self.cfg.no_click_score
+        s[-1] = self._no_click
         e = np.exp(s - s.max())
         return e / e.sum()
 
@@ -270,7 +309,7 @@ class RecSimEnv:
 
     def myopic_values(self) -> np.ndarray:
         """One-step expected reward of showing each item alone (uses the hidden user state)."""
-        p = 1.0 / (1.0 + np.exp(self.cfg.no_click_score - self._score))
+        p = 1.0 / (1.0 + np.exp(self._no_click - self._score))
         return p * self._watch
 
     def _check_slate(self, action) -> np.ndarray:

@@ -22,16 +22,17 @@ def test_release_gate_focused_histories_are_followed(metrics):
     assert share["mean"] >= 0.5 and share["min"] >= 0.3
 
 
-@pytest.mark.xfail(strict=True, reason="one item is in 39% of k=10 slates over random histories "
-                   "(coverage 0.72 is met); see docs/kinds/recommend.md")
+@pytest.mark.xfail(strict=True, reason="one item (101) is in 44% of k=10 slates over random "
+                   "histories (coverage 0.77 is met); see docs/kinds/recommend.md")
 def test_release_gate_coverage_and_no_dominant_item(metrics):
     r = metrics["probes"]["random_histories_k10"]
     assert r["histories"] >= 500
     assert r["coverage"] >= 0.5 and r["max_item_share"] <= 0.2
 
 
-@pytest.mark.xfail(strict=True, reason="return 31.0: 1.0x the learned myopic policy (the gamma 0.95 "
-                   "DQN 0.93x), 0.82x the oracle, 0.999x the history heuristic")
+@pytest.mark.xfail(strict=True, reason="shipped gamma-0 network 20.34: 1.0x the learned myopic "
+                   "policy (the gamma 0.9 DQN 21.43, 1.05x), 0.74x the myopic oracle (27.60), "
+                   "0.78x the history heuristic (25.93)")
 def test_release_gate_return_against_myopic_and_oracle(metrics):
     p = metrics["policies"]
     dqn = p["dqn"]["mean_return"]
@@ -58,8 +59,8 @@ def test_release_gate_int8_close_to_fp32(metrics):
     assert p["dqn_int8"]["mean_return"] >= 0.95 * p["dqn"]["mean_return"]
 
 
-@pytest.mark.xfail(strict=True, reason="on the unseen catalogue 29.3 beats random (15.7) but not "
-                   "the history heuristic (31.0)")
+@pytest.mark.xfail(strict=True, reason="on the unseen catalogue 18.3 is 1.47x random (12.4) and "
+                   "below the history heuristic (25.2)")
 def test_release_gate_catalogue_change_without_retraining(metrics):
     new = metrics["new_catalogue"]["mean_return"]
     assert new["dqn"] > 1.5 * new["random"] and new["dqn"] > new["history_heuristic"]
