@@ -59,9 +59,9 @@ class Slate(list):
     suffix = ".txt"
 
     def __init__(self, ids, scores, topics, titles):
-        super().__init__(int(i) for i in ids)
-        self.scores = [float(s) for s in scores]
-        self.topics = [int(t) for t in topics]
+        super().__init__(np.asarray(ids, np.int64).tolist())      # Python ints and floats
+        self.scores = np.asarray(scores, np.float64).tolist()
+        self.topics = np.asarray(topics, np.int64).tolist()
         self.titles = list(titles)
 
     def summary(self) -> str:
@@ -109,6 +109,10 @@ def _engagement(value, n: int):
     items = _check._check_sequence("engagement", value, MAX_LIST)
     if len(items) != n:
         raise ValueError(f"engagement must have one value per history item ({n}), got {len(items)}")
+    if all(type(x) is float for x in items):                   # the common case, vectorised
+        eng = np.array(items, np.float64)
+        if ((eng >= 0.0) & (eng <= 1.0)).all():                     # NaN fails this too
+            return eng
     return [_check.check_float(f"engagement[{j}]", x, 0.0, 1.0) for j, x in enumerate(items)]
 
 
