@@ -151,6 +151,51 @@ def test_split_keeps_tune_variants_together():
     assert len(train) + len(held) == 60 and (not train or not held)   # one group: one side
 
 
+
+def test_split_joins_near_identical_tunes_not_shared_formulae():
+    from trainer.music_data import intervals, near_identical
+
+    rng = np.random.default_rng(0)
+    base = [int(x) for x in 64 + np.cumsum(rng.choice([-2, -1, 1, 2, 3], 40))]
+    tune = melody([(p, 2) for p in base])
+    changed = [(p + (1 if i == 20 else 0), 2) for i, p in enumerate(base)]   # one note off
+    assert near_identical(intervals(tune), intervals(melody(changed)))
+    formula = base[:11]                             # an 11-note run, then another tune
+    other = formula + [int(x) for x in formula[-1] + np.cumsum(rng.choice([-4, 0, 4], 29))]
+    assert not near_identical(intervals(tune), intervals(melody([(p, 2) for p in other])))
+    quoted = melody([(p, 2) for p in base[5:35]])   # a shorter tune quoted whole
+    assert near_identical(intervals(tune), intervals(quoted))
+
+
+# ------------------------------------------------------------------------------ RL rewards
+def test_per_note_rates_do_not_pay_for_fewer_notes():
+    from trainer.music import Config, reward_weights
+    from trainer.music_rewards import batch_rewards
+
+    w = reward_weights(Config())
+    cycle = (61, 63, 66)                            # C#, D#, F#: out of key, no repeats
+    eighths = melody([(cycle[i % 3], 2) for i in range(16)])     # 16 in 2 bars
+    quarters = melody([(cycle[i % 3], 4) for i in range(8)])     # 8 in the same time
+    counts = batch_rewards([eighths, quarters], w)[0]
+    rates = batch_rewards([eighths, quarters], w, per_note_rates=True)[0]
+    assert counts[1] > counts[0] and rates[1] == pytest.approx(rates[0])
+
+
+def test_stats_reward_pulls_the_batch_mean_toward_training_tunes():
+    from trainer.music_stats import melody_stats, stats_rewards, targets
+
+    recs = [dict(melody([(60, 4), (None, 4), (62, 4), (64, 4)] * 4), style="folk", pickup=0)
+            for _ in range(5)]
+    target = targets(recs)
+    same = [dict(melody(r["notes"]), style="folk") for r in recs[:4]]
+    assert np.allclose(stats_rewards(same, target, 1.0)[0], 0.0)
+    no_rests = dict(melody([(60, 4), (62, 4), (62, 4), (64, 4)] * 4), style="folk")
+    batch = [no_rests] * 3 + [same[0]]
+    rewards, gap = stats_rewards(batch, target, 1.0)
+    assert rewards[3] > rewards[0]                   # the melody with rests is rewarded
+    assert gap[1] < 0 and melody_stats(same[0])[1] == pytest.approx(1.0)
+    assert stats_rewards([dict(no_rests, style="chorale")], target, 1.0)[0][0] == 0.0
+
 # ------------------------------------------------------------------------------ shipped model
 @pytest.fixture(scope="module")
 def shipped():
@@ -205,3 +250,19 @@ def test_quick_profile_trains_exports_and_serves(tmp_path):
     assert set(metrics) >= {"rl", "prior", "markov", "uniform", "heldout_nats_per_event"}
     mel = runtime.generate("music", seed=1, models_dir=out, bars=4, key="Bb")
     assert sum(d for _, d in mel.notes) == 64
+
+
+def test_discriminator_reward_prefers_melodies_like_the_training_tunes():
+    from trainer.music_disc import Discriminator
+
+    rng = np.random.default_rng(1)
+    real = [dict(melody([(int(p), 2) for p in 64 + np.cumsum(rng.choice([-1, 1], 32))]),
+                 style="folk", pickup=0) for _ in range(40)]          # stepwise eighths
+    disc = Discriminator(real, refit_every=1, trees=20)
+    fake = [dict(melody([(int(p), 4) for p in rng.integers(55, 80, 16)]), style="folk")
+            for _ in range(20)]
+    first = disc.rewards(fake)                        # fitted on these: they look fake
+    mixed = disc.rewards(fake[:5] + [dict(r, style="folk") for r in real[:5]])
+    assert first.shape == (20,) and np.isfinite(first).all()
+    assert mixed[5:].mean() > mixed[:5].mean()
+    assert disc.rewards([dict(fake[0], style="chorale")])[0] == 0.0

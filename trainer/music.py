@@ -11,9 +11,12 @@ chorale melodies, tuned by reinforcement learning in the RL Tuner way.
    with teacher forcing (Adam, cosine decay, gradient clipping), whole tunes in length buckets.
 3. **RL tuning** (``trainer.music_rl``): the policy starts as a copy of the prior; each update
    samples a batch of melodies (random style, metre, mode and length like the training tunes)
-   with the runtime's masks, scores them with the music-theory rewards
-   (``trainer.music_rewards``) and takes a REINFORCE step on ``E[reward] - kl_coef *
-   KL(policy || prior)`` (normalised advantages; the KL is exact over the allowed events).
+   with the runtime's masks and ``top_p``, scores them with the music-theory rewards
+   (``trainer.music_rewards``, per-note penalties as rates), a pull toward the training
+   tunes' rhythm and range statistics (``trainer.music_stats``) and a discriminator trained
+   on training tunes (``trainer.music_disc``), and takes a REINFORCE step on ``E[reward] -
+   kl_coef * KL(policy || prior)`` (normalised advantages; the KL is exact over the allowed
+   events).
 4. **Export**: the tuned policy's single step ``(token, context, state) -> (logits, state)``
    (embedding gathers, input projection, GRU update, output layer), parity-checked against
    Keras' GRU and TensorFlow.
@@ -62,6 +65,8 @@ class Config:
     rl_lr: float = 3e-4
     kl_coef: float = 1.0
     rl_checkpoint: int = 50
+    rl_top_p: float = 0.95                  # nucleus of the RL rollouts: the runtime default
+    rl_per_note_rates: bool = True          # per-note penalties as rates (trainer.music_rewards)
     # reward weights (trainer.music_rewards)
     w_out_of_key: float = -1.0
     w_end_tonic: float = 4.0
@@ -73,6 +78,8 @@ class Config:
     w_motif: float = 0.0                   # off: rewarded repeated (plain) bar rhythms
     w_copy_bar: float = -0.5
     w_monotone: float = -2.0
+    w_stats: float = 1.0                   # match training tunes' rhythm/range (music_stats)
+    w_disc: float = 2.0                    # discriminator on training tunes (music_disc)
     # evaluation
     eval_bars: int = 8
     eval_melodies: int = 600
@@ -222,8 +229,12 @@ def _train_rl(cfg: Config, work_dir: Path, policy, prior, train_recs, state) -> 
     from trainer.music_prior import step_weights
     from trainer.music_rewards import batch_rewards
     from trainer.music_rl import draw_settings, make_rl_step, pad_rollouts, rollouts
+    from trainer.music_disc import Discriminator
+    from trainer.music_stats import stats_rewards, targets
 
     weights = reward_weights(cfg)
+    target = targets(train_recs)
+    disc = Discriminator(train_recs, cfg.seed) if cfg.w_disc else None
     opt = tf.keras.optimizers.Adam(cfg.rl_lr)
     update = make_rl_step(policy, prior, opt, cfg.kl_coef)
     start = state["rl_done"]
@@ -231,9 +242,12 @@ def _train_rl(cfg: Config, work_dir: Path, policy, prior, train_recs, state) -> 
         for it in range(start, cfg.rl_updates):
             rng = np.random.default_rng([cfg.seed, 7, it])
             settings = draw_settings(train_recs, cfg.rl_batch, rng)
-            rolls = rollouts(step_weights(policy), settings, rng)
-            rewards = batch_rewards(rolls, weights)[0]
-            adv = (rewards - rewards.mean()) / (rewards.std() + 1e-6)
+            rolls = rollouts(step_weights(policy), settings, rng, top_p=cfg.rl_top_p)
+            rewards = batch_rewards(rolls, weights, cfg.rl_per_note_rates)[0]
+            total = rewards + stats_rewards(rolls, target, cfg.w_stats)[0]
+            if disc is not None:
+                total = total + cfg.w_disc * disc.rewards(rolls)
+            adv = (total - total.mean()) / (total.std() + 1e-6)
             arrays = pad_rollouts(rolls)
             _, kl = update(*[tf.constant(a) for a in arrays], tf.constant(adv, tf.float32))
             state["rl_reward"].append(float(rewards.mean()))

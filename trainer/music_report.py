@@ -16,8 +16,9 @@ style, ``eval_bars`` bars, seed = its index:
 
 Every set gets ``trainer.music_eval.set_metrics`` (distances to the reference histograms), the
 two-sample AUC against the reference windows (folds grouped by melody; the ungrouped figure
-is kept as ``two_sample_auc_ungrouped``), the window features that differ most, and near
-copies of training tunes. Held-out
+is kept as ``two_sample_auc_ungrouped``; for ``rl`` and ``prior`` also
+``two_sample_auc_spread`` over 3 generation seed sets x 3 judge seeds), the window features
+that differ most, and near copies of training tunes. Held-out
 log-likelihood (nats per event, whole held-out folk tunes) is given for the prior, the tuned
 model and the Markov chain; the theory reward (IN THE REWARD, not evidence) for every set.
 """
@@ -88,22 +89,23 @@ class Markov:
         return total / max(n, 1)
 
 
-def _sampled(step, hidden, settings, bars, temperature=1.0, top_p=0.95) -> list[dict]:
+def _sampled(step, hidden, settings, bars, temperature=1.0, top_p=0.95,
+             offset: int = 0) -> list[dict]:
     out = []
     for i, (meter, minor) in enumerate(settings):
         notes, _ = rt.sample_events(step, hidden, bars=bars, meter=meter, style="folk",
-                                    minor=minor, rng=np.random.default_rng(i),
+                                    minor=minor, rng=np.random.default_rng(offset + i),
                                     temperature=temperature, top_p=top_p)
         out.append({"notes": notes, "meter": meter, "minor": minor})
     return out
 
 
-def _shipped(models_dir, settings, bars) -> tuple[list[dict], dict]:
+def _shipped(models_dir, settings, bars, offset: int = 0) -> tuple[list[dict], dict]:
     model = rt.MusicModel(models_dir)
     out, times = [], []
     for i, (meter, minor) in enumerate(settings):
         t0 = time.perf_counter()
-        mel = model.generate(seed=i, bars=bars, meter=meter, key="Am" if minor else "C")
+        mel = model.generate(seed=offset + i, bars=bars, meter=meter, key="Am" if minor else "C")
         times.append(time.perf_counter() - t0)
         out.append({"notes": mel.notes, "meter": meter, "minor": minor})
     model.close()
@@ -146,6 +148,22 @@ def _training_excerpts(train_recs, settings, cfg) -> list[dict]:
         if order[key]:
             out.append(pools[key][order[key].pop()])
     return out
+
+
+def auc_spread(make_set, first, reference, seed: int, offsets=(10000, 20000),
+               judges: int = 3) -> dict:
+    """The two-sample AUC over generation seed sets (``first`` made with seeds 0.., then
+    ``make_set(offset)`` with seeds offset..) x judge seeds (folds, windows, forest): its
+    mean and both spreads. One set of 600 melodies against the same reference moves the AUC
+    by ~0.01 from seed set to seed set, more than the judge's own seed does."""
+    rows = []
+    for k, offset in enumerate((0,) + tuple(offsets)):
+        mels = first if k == 0 else make_set(offset)
+        rows.append([two_sample_auc(mels, reference, seed=seed + j) for j in range(judges)])
+    a = np.array(rows)
+    return {"mean": float(a.mean()), "set_means": [round(float(x), 4) for x in a.mean(1)],
+            "sd_over_sets": float(a.mean(1).std(ddof=1)), "sd_over_judges": float(a.std(1).mean()),
+            "runs": int(a.size)}
 
 
 def training_copy_pct(mels, train_recs, bars: int, frac: float = 0.25) -> float:
@@ -197,7 +215,7 @@ def evaluate(cfg, work_dir: Path, models_dir: Path) -> dict:
                             f"{len(train_recs)} training melodies",
                "held_out_reference": set_metrics(reference, ref_iv, ref_du)}
     metrics["held_out_reference"]["theory_reward_in_reward"] = float(np.mean(
-        batch_rewards(reference, weights)[0]))
+        batch_rewards(reference, weights, cfg.rl_per_note_rates)[0]))
     metrics["held_out_reference"]["end_tonic_whole_tunes_pct"] = 100.0 * float(np.mean(
         [[p for p, _ in r["notes"] if p is not None][-1] % 12 == (9 if r["minor"] else 0)
          for r in held_folk]))
@@ -209,8 +227,14 @@ def evaluate(cfg, work_dir: Path, models_dir: Path) -> dict:
         m["window_feature_gaps"] = feature_gaps(mels, reference)
         m["training_copy_pct"] = training_copy_pct(mels, train_recs, cfg.eval_bars)
         m["theory_reward_in_reward"] = float(np.mean(
-            batch_rewards(mels, weights)[0]))
+            batch_rewards(mels, weights, cfg.rl_per_note_rates)[0]))
         metrics[name] = m
+    metrics["rl"]["two_sample_auc_spread"] = auc_spread(
+        lambda off: _shipped(models_dir, settings, cfg.eval_bars, off)[0], sets["rl"], reference,
+        cfg.auc_seed)
+    metrics["prior"]["two_sample_auc_spread"] = auc_spread(
+        lambda off: _sampled(prior_step, cfg.hidden, settings, cfg.eval_bars, offset=off),
+        sets["prior"], reference, cfg.auc_seed)
     held_seqs = [music_data.to_tokens(r) for r in held_folk]
     nll = {"prior": heldout_nll(prior, held_seqs, cfg.max_len),
            "rl": heldout_nll(policy, held_seqs, cfg.max_len),

@@ -17,6 +17,11 @@ sixteenths)]; ``w`` maps each part's name to its weight (``Config`` in ``trainer
                   (a varied motif); ``copy_bar`` per bar equal to the previous bar in both
 * ``monotone``    +1 if the melody uses only one note duration
 
+``per_note_rates`` (the default in training): the per-note parts (``PER_NOTE``) count as rates,
+``count * NOTES_PER_BAR * bars / notes``: the same as the count for a melody with the corpus's
+3.8 notes per bar, but a melody no longer scores better by playing fewer notes (with raw
+counts it did, and RL moved toward quarter notes).
+
 These rewards are the reward's own terms: the evaluation reports them as "in the reward" and
 judges the model on held-out tunes with other measures (``trainer.music_eval``).
 The counting is ``fastcore.melody_env.theory_parts_batch`` (C speed) when fastcore is built,
@@ -29,8 +34,10 @@ import numpy as np
 from fastcore.reference_music import MAJOR, MINOR, PARTS, bars_of, theory_parts_batch
 from runtime import music_vocab as V
 
-__all__ = ["MAJOR", "MINOR", "PARTS", "bars_of", "theory_parts", "theory_reward",
+__all__ = ["MAJOR", "MINOR", "PARTS", "PER_NOTE", "bars_of", "theory_parts", "theory_reward",
            "batch_rewards"]
+PER_NOTE = ("out_of_key", "repeat", "leap", "trill")
+NOTES_PER_BAR = 3.8            # training folk tunes: 3.83 notes per bar
 
 try:
     from fastcore.melody_env import theory_parts_batch as _batch
@@ -53,11 +60,22 @@ def _arrays(melodies):
     return pitches, durs, lengths, bar_lens, minor
 
 
-def batch_rewards(melodies, weights: dict) -> tuple[np.ndarray, np.ndarray]:
-    """(total reward [B], parts [B, len(PARTS)]) of melody dicts (notes, meter, minor)."""
-    parts = np.asarray(_batch(*_arrays(melodies)))
+def batch_rewards(melodies, weights: dict,
+                  per_note_rates: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(total reward [B], parts [B, len(PARTS)]) of melody dicts (notes, meter, minor); the
+    parts are raw counts, the total counts ``PER_NOTE`` parts as rates if ``per_note_rates``."""
+    arrays = _arrays(melodies)
+    parts = np.asarray(_batch(*arrays))
     w = np.array([weights[k] for k in PARTS])
-    return parts @ w, parts
+    if not per_note_rates:
+        return parts @ w, parts
+    pitches, durs, lengths, bar_lens = arrays[:4]
+    notes = (pitches >= 0).sum(1) - 0.0
+    bars = durs.sum(1) / bar_lens
+    scale = np.ones(len(PARTS))[None].repeat(len(melodies), 0)
+    cols = [PARTS.index(k) for k in PER_NOTE]
+    scale[:, cols] = (NOTES_PER_BAR * bars / np.maximum(notes, 1))[:, None]
+    return (parts * scale) @ w, parts
 
 
 def theory_parts(notes, meter: str, minor: bool) -> dict:

@@ -23,10 +23,10 @@ def draw_settings(records, n: int, rng, bars_choices=(4, 8, 8, 16)):
              int(bars_choices[rng.integers(0, len(bars_choices))])) for i in picks]
 
 
-def rollouts(weights, settings, rng, temperature: float = 1.0):
+def rollouts(weights, settings, rng, temperature: float = 1.0, top_p: float = 1.0):
     """Sample one melody per setting (batched); returns a list of dicts with ``notes``,
     ``tokens`` (inputs incl. the start token), ``contexts``, ``masks`` (allowed event indices
-    per step)."""
+    per step). ``temperature`` and ``top_p`` as in ``runtime.music.pick``."""
     b = len(settings)
     hidden = weights[2].shape[0]
     totals = np.array([bars * V.METERS[meter] for _, meter, _, bars in settings])
@@ -50,7 +50,7 @@ def rollouts(weights, settings, rng, temperature: float = 1.0):
         for j, i in enumerate(live):
             rec = out[i]
             idx = rt.allowed(int(totals[i] - onset[i]), not rec["notes"], bool(last_rest[i]))
-            a = rt.pick(logits[j], idx, u[j], temperature, 1.0)
+            a = rt.pick(logits[j], idx, u[j], temperature, top_p)
             pi, di = V.split_token(a)
             d = V.DURATIONS[di]
             last_rest[i] = pi == V.REST

@@ -43,10 +43,19 @@ def test_release_gate_two_sample_auc(metrics):
     assert metrics["rl"]["two_sample_auc"] <= 0.80
 
 
-@pytest.mark.xfail(strict=True, reason="RL 0.794 against the prior's 0.775: RL still leans to "
-                   "quarter notes (duration TV 0.097 against 0.053; see docs/kinds/music.md)")
-def test_release_gate_rl_does_not_make_tunes_easier_to_tell_from_real(metrics):
-    assert metrics["rl"]["two_sample_auc"] <= metrics["prior"]["two_sample_auc"]
+def test_release_gate_held_out_tunes_are_like_the_training_tunes(metrics):
+    # the split keeps only near-identical tunes together: real training tunes are nearly
+    # indistinguishable from the held-out ones (0.5 = indistinguishable)
+    assert metrics["training_tunes"]["two_sample_auc"] <= 0.60
+
+
+@pytest.mark.xfail(strict=True, reason="RL 0.791 +- 0.007 against the prior's 0.785 +- 0.008 "
+                   "(3 generation seed sets x 3 judge seeds): no difference beyond the noise; "
+                   "see docs/kinds/music.md")
+def test_release_gate_rl_makes_tunes_harder_to_tell_from_real(metrics):
+    rl, prior = metrics["rl"]["two_sample_auc_spread"], metrics["prior"]["two_sample_auc_spread"]
+    noise = max(rl["sd_over_sets"], prior["sd_over_sets"])
+    assert rl["mean"] <= prior["mean"] - noise
 
 
 def test_release_gate_rl_matters_and_keeps_likelihood(metrics):
