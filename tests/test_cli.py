@@ -1,5 +1,5 @@
 """The runtime CLI (`python -m runtime`): option parsing by declared type, where samples go,
-and clear errors instead of tracebacks. Each test is one of issue 23's CLI problems or a
+and clear errors instead of tracebacks. Each test is one of the known CLI problems or a
 neighbour of one; they run in-process (fast) except where a fresh process is the point."""
 import os
 import subprocess

@@ -1,6 +1,6 @@
 """Packaging for devices: the pure-Python wheel, the ORT-format models, memory limits.
 
-Issue 23's targets: a ``py3-none-any`` wheel of at most 5 MB with the runtime and the models
+The targets: a ``py3-none-any`` wheel of at most 5 MB with the runtime and the models
 it reads (ORT format) and nothing of the training side; ORT files that load and match the
 ``.onnx`` outputs within 1e-5; out of memory reported as a ``ModelError`` naming the file,
 never a crash, and every kind working at 256 MiB of address space in low-memory mode.

@@ -1,4 +1,4 @@
-"""Release gates for the shipped dialogue model: the manifest's metrics meet issue 18's targets.
+"""Release gates for the shipped dialogue model: the manifest's metrics meet the dialogue targets.
 
 The metrics are written by ``python -m trainer train dialogue --profile full`` (evaluation:
 ``trainer.dialogue_eval``); these tests read them, they do not re-run the evaluation. An unmet
