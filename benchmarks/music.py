@@ -2,7 +2,7 @@
 
 1. Generation latency of the shipped model: ``runtime.load("music").generate(bars=8, seed=i)``
    (4/4, C major, runtime defaults), one onnxruntime thread, after one warm-up call; p50, p90
-   and the mean events per melody. Target of the melody issue: p50 <= 5 ms.
+   and the mean events per melody. Target: p50 <= 5 ms.
 2. Peak RSS of a fresh process that imports the runtime, loads the model and generates 20
    melodies (``resource.getrusage(RUSAGE_SELF).ru_maxrss``). Target: <= 200 MB.
 3. The theory-reward kernel used in RL tuning: ``fastcore.melody_env.theory_parts_batch`` (C)

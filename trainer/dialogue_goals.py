@@ -1,7 +1,7 @@
 """User goals of the dialogue simulator: what real users bring to a restaurant assistant.
 
 Goal types (``GOAL_MIX`` gives the proportions; judged realistic from the hand-written test
-conversations and the issue's observations: most users want a table, a fifth only want info):
+conversations: most users want a table, a fifth only want info):
 
 * ``book``: constraints (some "dontcare"), a party size and a time, maybe info requests;
 * ``info``: phone/address/postcode of a restaurant named by the user or found by constraints,

@@ -1,4 +1,4 @@
-"""Evaluation of the level editor: the issue's targets, controllability and the ablation.
+"""Evaluation of the level editor: the release targets, controllability and the ablation.
 
 * ``targets``: ``eval_seeds`` levels per size x difficulty, generated exactly as
   ``runtime.generate("level", seed=s, size=..., difficulty=...)`` (through the exported ONNX

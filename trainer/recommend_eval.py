@@ -228,7 +228,7 @@ def evaluate(cfg, work_dir: Path, models_dir: Path) -> dict:
     from trainer.recommend import shipped_run
     gamma_run = p.get("dqn_gamma", p["dqn"])["mean_return"]
     myopic = p.get("myopic_learned", p["history_heuristic"])["mean_return"]
-    oracle = p["myopic_oracle"]["mean_return"]          # the hidden-interest oracle
+    oracle = p["myopic_oracle"]["mean_return"]          # the hidden-interest oracle of the targets
     f10 = probes["focused_topic_share_k10"]
     r10 = probes["random_histories_k10"]
     metrics = {

@@ -1,5 +1,5 @@
 """Release gates of the shipped level model: the metrics its evaluation stored in the manifest
-(``python -m trainer eval level``) meet the level issue's targets. They read numbers, so they can
+(``python -m trainer eval level``) meet the level targets. They read numbers, so they can
 only fail after a re-export or re-evaluation; the behaviour tests are in tests/test_level.py."""
 import pytest
 
@@ -26,7 +26,7 @@ def test_release_gate_every_level_solvable_and_unique(metrics):
 
 
 def test_release_gate_difficulty_0_has_no_stuck_levels(metrics):
-    """Difficulty 0 is outside the issue's cells, but an editor stuck in phase C (empty
+    """Difficulty 0 is outside the target cells, but an editor stuck in phase C (empty
     branches re-drawn until the budget ran out) left 5 of 200 levels at 16x16 with a floor
     share of 0.043, identical up to the start: every level differs and meets its floor."""
     for size in (16, 32):

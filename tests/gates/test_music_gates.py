@@ -1,5 +1,5 @@
 """Release gates of the shipped music model: the metrics its evaluation stored in the manifest
-(``python -m trainer eval music``) meet the melody issue's targets. They read numbers, so they can
+(``python -m trainer eval music``) meet the melody targets. They read numbers, so they can
 only fail after a re-export or re-evaluation; the behaviour tests are in tests/test_music.py."""
 import pytest
 

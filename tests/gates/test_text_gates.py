@@ -1,5 +1,5 @@
 """Release gates of the shipped text model: the metrics its evaluation stored in the manifest
-(``python -m trainer eval text``) meet the text issue's targets. They read numbers, so they can
+(``python -m trainer eval text``) meet the text targets. They read numbers, so they can
 only change after a re-export or re-evaluation; the behaviour tests are in tests/test_text.py."""
 import pytest
 
