@@ -32,8 +32,8 @@ EVIDENCE = (
     "reward's users is the held-out phrasing bank (words never used in training) and the "
     "hand-written conversations (scripts). clean = success with no repeat, correction or "
     "rephrasing by the user (not in the reward). The understanding (lexicon, rules) is "
-    "hand-written, partly from the issue's examples; the held-out bank was written separately "
-    "from the training bank.")
+    "hand-written, partly from the hand-written conversations' phrasings; the held-out bank "
+    "was written separately from the training bank.")
 
 
 def _setting_names(cfg) -> list[tuple[str, str, float]]:
