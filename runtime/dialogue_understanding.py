@@ -235,18 +235,23 @@ class Understanding:
     def typos(self, text: str) -> tuple[int, int]:
         """(words the spelling corrected, words of three or more letters) in one user turn:
         the tracker's estimate of how carefully this user types."""
-        key = ("typos", text[:READ_CHARS])
+        t, fixed = self._spelled(text)
+        words = [w for w in t.split() if len(w) >= 3 and w.isalpha()]
+        return sum(w in fixed for w in words), len(words)
+
+    def _spelled(self, text: str) -> tuple[str, dict]:
+        """The normalised, spelling-corrected turn and its corrected words (read-only), once
+        per turn: ``parse`` and ``typos`` both need it."""
+        key = ("spelled", text[:READ_CHARS])
         hit = self._memo.get(key)          # a history re-reads the same turns on every reply
         if hit is None:
             if len(self._memo) >= 4096:
                 self._memo.clear()
-            t, fixed = self.speller.correct_text(normalise(text))
-            words = [w for w in t.split() if len(w) >= 3 and w.isalpha()]
-            hit = self._memo[key] = (sum(w in fixed for w in words), len(words))
+            hit = self._memo[key] = self.speller.correct_text(normalise(text))
         return hit
 
     def _parse(self, text: str, asked, offer: bool) -> list[tuple]:
-        t, fixed = self.speller.correct_text(normalise(text))
+        t, fixed = self._spelled(text)
         acts: list[tuple] = []
         rest = self._times_and_people(t, asked, acts, fixed)
         rest = self._names(rest, acts, fixed)

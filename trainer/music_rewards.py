@@ -70,9 +70,9 @@ def batch_rewards(melodies, weights: dict,
     if not per_note_rates:
         return parts @ w, parts
     pitches, durs, lengths, bar_lens = arrays[:4]
-    notes = (pitches >= 0).sum(1) - 0.0
+    notes = (pitches >= 0).sum(1)
     bars = durs.sum(1) / bar_lens
-    scale = np.ones(len(PARTS))[None].repeat(len(melodies), 0)
+    scale = np.ones((len(melodies), len(PARTS)))
     cols = [PARTS.index(k) for k in PER_NOTE]
     scale[:, cols] = (NOTES_PER_BAR * bars / np.maximum(notes, 1))[:, None]
     return (parts * scale) @ w, parts

@@ -50,7 +50,6 @@ def melody_stats(m: dict) -> np.ndarray:
     return f
 
 
-
 def whole_bars(rec: dict) -> dict | None:
     """A training tune without its pick-up and without an incomplete last bar."""
     bar_len = V.METERS[rec["meter"]]
