@@ -38,13 +38,15 @@ TONICS = {"C": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "F": 5, "F
 KEYS = tuple(TONICS) + tuple(k + "m" for k in TONICS)
 MINOR_EXTRA = (6, 8)        # F# and G#: the raised 6th and 7th of A minor (melodic/harmonic)
 _KEY_RE = re.compile(r"^([A-G][#b]?)(m?)$")
+_KEY_WORDS_RE = re.compile(r"^\s*([a-g])([#b]?)\s+(major|minor)\s*$", re.IGNORECASE)
 NOTE_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 DURATION_NAMES = {1: "s", 2: "e", 3: "e.", 4: "q", 6: "q.", 8: "h", 12: "h.", 16: "w"}
 
 OPTIONS = Options(
     Option("bars", 8, "int", "length of the melody in bars", lo=1, hi=64),
-    Option("key", "C", "choice", "major key (`C`, `F#`, `Bb`, ...) or minor key with `m` "
-           "(`Am`, `F#m`, `Bbm`)", choices=KEYS),
+    Option("key", "C", "str", "major key (`C`, `F#`, `Bb`, ...) or minor key with `m` "
+           "(`Am`, `F#m`, `Bbm`); spelled-out names too, any case (`A minor`, `C major`, "
+           "`F# minor`, `Bb major`)", hi=20),
     Option("meter", "4/4", "choice", "time signature", choices=V.METER_NAMES),
     Option("style", "folk", "choice", "folk song or chorale melody", choices=V.STYLES),
     Option("temperature", 1.0, "float", "sampling temperature (lower: safer, plainer)",
@@ -56,12 +58,26 @@ OPTIONS = Options(
 )
 
 
-def parse_key(key) -> tuple[int, bool]:
-    """``"F#"`` -> (6, False), ``"Am"`` -> (9, True); ValueError naming the option otherwise."""
+def canonical_key(key) -> str:
+    """``"F#"``, ``"Am"`` as they are; ``"A minor"`` -> ``"Am"``, ``"bb MAJOR"`` -> ``"Bb"``
+    (spelled-out names in any case); ValueError naming the option otherwise."""
     m = _KEY_RE.match(key) if isinstance(key, str) else None
+    if m is None and isinstance(key, str):
+        w = _KEY_WORDS_RE.match(key)
+        if w is not None:
+            m = _KEY_RE.match(w.group(1).upper() + w.group(2).replace("B", "b")
+                              + ("m" if w.group(3).lower() == "minor" else ""))
     if m is None or m.group(1) not in TONICS:
         raise ValueError(f"key must be a major key ({', '.join(TONICS)}) or a minor key "
-                         f"written with 'm' (e.g. Am, F#m, Bbm); got {key!r}")
+                         f"written with 'm' (e.g. Am, F#m, Bbm), or spelled out (e.g. "
+                         f"'A minor', 'Bb major'); got {key!r}")
+    return m.group(0)
+
+
+def parse_key(key) -> tuple[int, bool]:
+    """``"F#"`` -> (6, False), ``"Am"`` or ``"A minor"`` -> (9, True); ValueError naming the
+    option otherwise."""
+    m = _KEY_RE.match(canonical_key(key))
     return TONICS[m.group(1)], m.group(2) == "m"
 
 
@@ -227,6 +243,7 @@ class MusicModel(Model):
         return self.cached("step_fn", build)
 
     def _generate(self, rng, *, bars, key, meter, style, temperature, top_p, end_on_tonic):
+        key = canonical_key(key)
         tonic, minor = parse_key(key)
         step, hidden = self._step_fn()
         notes, tokens = sample_events(step, hidden, bars=bars, meter=meter, style=style,

@@ -77,6 +77,22 @@ def test_keys_transpose_and_scales():
         rt.parse_key("H")
 
 
+@pytest.mark.parametrize("spelled,short", [("A minor", "Am"), ("C major", "C"),
+                                           ("F# minor", "F#m"), ("Bb major", "Bb"),
+                                           ("bb MAJOR", "Bb"), (" e  Minor ", "Em")])
+def test_spelled_out_key_names_are_accepted(spelled, short):
+    assert rt.canonical_key(spelled) == short
+    assert rt.parse_key(spelled) == rt.parse_key(short)
+    assert rt.key_shift(spelled) == rt.key_shift(short)
+
+
+@pytest.mark.parametrize("bad", ["H", "am", "E# minor", "A dorian", "Aminor", "A minor minor",
+                                 "", 5, None])
+def test_bad_key_names_are_refused(bad):
+    with pytest.raises(ValueError, match="key"):
+        rt.canonical_key(bad)
+
+
 def test_melody_score_and_midi_play_durations(tmp_path):
     mido = pytest.importorskip("mido")
     mel = rt.Melody(notes=[(72, 4), (None, 4), (74, 8), (76, 16)], key="C", bars=2)
@@ -214,6 +230,11 @@ def test_generate_returns_notes_with_durations(shipped):
     assert again.notes == mel.notes
     assert runtime.generate("music", seed=4, bars=8).notes != runtime.generate(
         "music", seed=5, bars=8).notes
+    spelled = runtime.generate("music", seed=3, bars=8, key="g MAJOR", meter="3/4")
+    assert spelled.notes == mel.notes and spelled.key == "G"
+    minor = runtime.generate("music", seed=3, bars=4, key="A minor")
+    assert minor.key == "Am" and minor.notes == runtime.generate("music", seed=3, bars=4,
+                                                                 key="Am").notes
 
 
 def test_shipped_melodies_are_tunes(shipped):
@@ -266,3 +287,55 @@ def test_discriminator_reward_prefers_melodies_like_the_training_tunes():
     assert first.shape == (20,) and np.isfinite(first).all()
     assert mixed[5:].mean() > mixed[:5].mean()
     assert disc.rewards([dict(fake[0], style="chorale")])[0] == 0.0
+
+
+def test_held_out_discriminator_scores_batches_it_was_not_fitted_on():
+    from trainer.music_disc import Discriminator
+
+    rng = np.random.default_rng(2)
+    real = [dict(melody([(int(p), 2) for p in 64 + np.cumsum(rng.choice([-1, 1], 32))]),
+                 style="folk", pickup=0) for _ in range(40)]
+    disc = Discriminator(real, refit_every=1, trees=20, openings=True, holdout=True)
+    fake = [dict(melody([(int(p), 4) for p in rng.integers(55, 80, 16)]), style="folk")
+            for _ in range(20)]
+    assert (disc.rewards(fake) == 0).all()           # nothing fitted before the first batch
+    mixed = disc.rewards(fake[:5] + [dict(r, style="folk") for r in real[:5]])
+    assert mixed[5:].mean() > mixed[:5].mean()
+
+
+def test_kl_coefficient_decays_geometrically():
+    from trainer.music_rl import kl_at
+
+    assert kl_at(0, 400, 1.0, None) == kl_at(399, 400, 1.0, None) == 1.0
+    assert kl_at(0, 400, 1.0, 0.2) == 1.0 and kl_at(399, 400, 1.0, 0.2) == pytest.approx(0.2)
+    assert kl_at(200, 401, 1.0, 0.25) == pytest.approx(0.5)
+
+
+def test_structure_statistics_and_opening_targets():
+    from trainer.music_stats import NAMES, GapTracker, melody_stats, opening_targets, \
+        stats_rewards, window_stats
+
+    # bar 2 starts with a half note on beat 4 of bar 1 (crosses the bar line); bar 4 ends
+    # with a rest; the second half has that one rest
+    m = melody([(60, 4)] * 3 + [(62, 8)] + [(64, 4)] * 3 + [(60, 4)] * 4 + [(62, 8), (None, 8)])
+    f = dict(zip(NAMES, melody_stats(m)))
+    assert f["bar-line crossings per bar"] == pytest.approx(0.25)
+    assert f["phrase-end rests"] == 1.0 and f["phrase-end long notes"] == 0.0
+    assert f["rests per bar, second half"] == pytest.approx(0.5)
+    recs = [dict(m, style="folk", pickup=0) for _ in range(3)]
+    tg = opening_targets(recs, (4,), stats=window_stats)
+    assert np.allclose(stats_rewards([dict(m, style="folk")] * 2, tg, 1.0)[0], 0.0)
+    tracker = GapTracker(0.5)
+    assert np.allclose(tracker.update(np.ones(2)), 1.0)
+    assert np.allclose(tracker.update(np.zeros(2)), 0.5)
+
+
+def test_pattern_distances_to_the_reference():
+    from trainer.music_eval import pattern_counts, set_metrics
+
+    a = [melody([(60, 4), (62, 4), (64, 4), (62, 4)] * 2)]
+    b = [melody([(60, 8), (67, 8)] * 2)]
+    same = set_metrics(a, reference_patterns=pattern_counts(a))
+    other = set_metrics(a, reference_patterns=pattern_counts(b))
+    assert same["interval_pair_tv"] == 0.0 and same["bar_rhythm_tv"] == 0.0
+    assert other["interval_pair_tv"] == 1.0 and other["bar_rhythm_tv"] == 1.0

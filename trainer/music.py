@@ -13,10 +13,11 @@ chorale melodies, tuned by reinforcement learning in the RL Tuner way.
    samples a batch of melodies (random style, metre, mode and length like the training tunes)
    with the runtime's masks and ``top_p``, scores them with the music-theory rewards
    (``trainer.music_rewards``, per-note penalties as rates), a pull toward the training
-   tunes' rhythm and range statistics (``trainer.music_stats``) and a discriminator trained
-   on training tunes (``trainer.music_disc``), and takes a REINFORCE step on ``E[reward] -
-   kl_coef * KL(policy || prior)`` (normalised advantages; the KL is exact over the allowed
-   events).
+   tunes' rhythm, range and structure statistics and toward their window-feature means
+   (``trainer.music_stats``; the openings of training tunes, as long as the melody) and a
+   discriminator trained on training tunes (``trainer.music_disc``), and takes a REINFORCE
+   step on ``E[reward] - kl * KL(policy || prior)`` (normalised advantages; the KL is exact
+   over the allowed events; ``kl`` decays from ``kl_coef`` to ``kl_final``).
 4. **Export**: the tuned policy's single step ``(token, context, state) -> (logits, state)``
    (embedding gathers, input projection, GRU update, output layer), parity-checked against
    Keras' GRU and TensorFlow.
@@ -60,14 +61,18 @@ class Config:
     epochs: int = 12
     lr: float = 3e-3
     # RL tuning
-    rl_updates: int = 150
+    rl_updates: int = 400
     rl_batch: int = 48
-    rl_lr: float = 3e-4
+    rl_lr: float = 6e-4
     kl_coef: float = 1.0
+    kl_final: float | None = 0.2            # None: constant KL; else geometric decay to this
     rl_checkpoint: int = 50
     rl_top_p: float = 0.95                  # nucleus of the RL rollouts: the runtime default
     rl_per_note_rates: bool = True          # per-note penalties as rates (trainer.music_rewards)
-    # reward weights (trainer.music_rewards)
+    rl_openings: bool = True                # stats/discriminator on training tunes' openings
+    rl_disc_holdout: bool = True            # discriminator scores batches it was not fitted on
+    # reward weights (trainer.music_rewards); w_theory scales their sum in RL only
+    w_theory: float = 1.0
     w_out_of_key: float = -1.0
     w_end_tonic: float = 4.0
     w_end_long: float = 0.0                # off: pushed held notes the tunes do not have
@@ -78,8 +83,10 @@ class Config:
     w_motif: float = 0.0                   # off: rewarded repeated (plain) bar rhythms
     w_copy_bar: float = -0.5
     w_monotone: float = -2.0
-    w_stats: float = 1.0                   # match training tunes' rhythm/range (music_stats)
+    w_stats: float = 3.0                   # match training tunes' rhythm/range (music_stats)
     w_disc: float = 2.0                    # discriminator on training tunes (music_disc)
+    w_features: float = 2.0                # match training tunes' window-feature means
+    rl_gap_decay: float = 0.0              # moving average of the batch means (music_stats)
     # evaluation
     eval_bars: int = 8
     eval_melodies: int = 600
@@ -228,15 +235,20 @@ def _train_rl(cfg: Config, work_dir: Path, policy, prior, train_recs, state) -> 
     from trainer.common import Progress, save_json
     from trainer.music_prior import step_weights
     from trainer.music_rewards import batch_rewards
-    from trainer.music_rl import draw_settings, make_rl_step, pad_rollouts, rollouts
+    from trainer.music_rl import draw_settings, kl_at, make_rl_step, pad_rollouts, rollouts
     from trainer.music_disc import Discriminator
-    from trainer.music_stats import stats_rewards, targets
+    from trainer.music_stats import (GapTracker, opening_targets, stats_rewards, targets,
+                                     window_stats)
 
     weights = reward_weights(cfg)
-    target = targets(train_recs)
-    disc = Discriminator(train_recs, cfg.seed) if cfg.w_disc else None
+    target = opening_targets(train_recs) if cfg.rl_openings else targets(train_recs)
+    feats = opening_targets(train_recs, stats=window_stats) if cfg.rl_openings else \
+        targets(train_recs, stats=window_stats)
+    trackers = [GapTracker(cfg.rl_gap_decay) for _ in range(2)]
+    disc = Discriminator(train_recs, cfg.seed, openings=cfg.rl_openings,
+                         holdout=cfg.rl_disc_holdout) if cfg.w_disc else None
     opt = tf.keras.optimizers.Adam(cfg.rl_lr)
-    update = make_rl_step(policy, prior, opt, cfg.kl_coef)
+    update = make_rl_step(policy, prior, opt)
     start = state["rl_done"]
     with Progress(cfg.rl_updates, "music RL tuning", unit="update", initial=start) as bar:
         for it in range(start, cfg.rl_updates):
@@ -244,12 +256,16 @@ def _train_rl(cfg: Config, work_dir: Path, policy, prior, train_recs, state) -> 
             settings = draw_settings(train_recs, cfg.rl_batch, rng)
             rolls = rollouts(step_weights(policy), settings, rng, top_p=cfg.rl_top_p)
             rewards = batch_rewards(rolls, weights, cfg.rl_per_note_rates)[0]
-            total = rewards + stats_rewards(rolls, target, cfg.w_stats)[0]
+            total = cfg.w_theory * rewards \
+                + stats_rewards(rolls, target, cfg.w_stats, trackers[0])[0] \
+                + stats_rewards(rolls, feats, cfg.w_features, trackers[1])[0]
             if disc is not None:
                 total = total + cfg.w_disc * disc.rewards(rolls)
             adv = (total - total.mean()) / (total.std() + 1e-6)
             arrays = pad_rollouts(rolls)
-            _, kl = update(*[tf.constant(a) for a in arrays], tf.constant(adv, tf.float32))
+            beta = kl_at(it, cfg.rl_updates, cfg.kl_coef, cfg.kl_final)
+            _, kl = update(*[tf.constant(a) for a in arrays], tf.constant(adv, tf.float32),
+                           tf.constant(beta, tf.float32))
             state["rl_reward"].append(float(rewards.mean()))
             state["rl_kl"].append(float(kl))
             bar.update(1, reward=rewards.mean(), kl=float(kl))

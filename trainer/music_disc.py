@@ -7,7 +7,11 @@ own recent samples; the evaluation's judge is a separate forest trained on held-
 which never enter the reward. The forest is refitted every ``refit_every`` updates on the
 last ``buffer`` batches of samples against as many training windows; a melody's reward is the
 mean over its windows of ``logit(P(real))`` (probabilities clipped to [0.02, 0.98]). Only
-folk-style melodies are scored (0 for the others).
+folk-style melodies are scored (0 for the others). ``openings``: the real windows come from
+the training tunes' openings (their first 16, 8 or 4 full bars), as a generated melody is an
+opening. ``holdout``: a batch is scored by a forest fitted before it joined the buffer (a
+forest scoring its own training windows mostly reports that it memorised them); the first
+batch then gets 0.
 """
 from __future__ import annotations
 
@@ -16,14 +20,20 @@ from collections import deque
 import numpy as np
 
 from trainer.music_eval import window_features, windows
-from trainer.music_stats import whole_bars
+from trainer.music_stats import opening, whole_bars
+
+
+def _real_tune(rec: dict, openings: bool) -> dict | None:
+    if not openings:
+        return whole_bars(rec)
+    return next((m for m in (opening(rec, b) for b in (16, 8, 4)) if m is not None), None)
 
 
 class Discriminator:
     def __init__(self, train_recs, seed: int = 0, refit_every: int = 5, buffer: int = 8,
-                 trees: int = 60):
+                 trees: int = 60, openings: bool = False, holdout: bool = False):
         rows = [window_features(w, m["meter"])
-                for m in (whole_bars(r) for r in train_recs if r["style"] == "folk")
+                for m in (_real_tune(r, openings) for r in train_recs if r["style"] == "folk")
                 if m is not None for w in windows(m)]
         self.real = np.array(rows) if rows else np.zeros((0, 0))
         self.fake: deque = deque(maxlen=buffer)
@@ -31,6 +41,7 @@ class Discriminator:
         self.refit_every, self.trees, self.seed = refit_every, trees, seed
         self.clf = None
         self.updates = 0
+        self.holdout = holdout
 
     def _fit(self) -> None:
         from sklearn.ensemble import RandomForestClassifier
@@ -55,10 +66,18 @@ class Discriminator:
         if not rows or not len(self.real):
             return out
         x = np.array(rows)
-        self.fake.append(x)
-        if self.clf is None or self.updates % self.refit_every == 0:
-            self._fit()
+        due = self.updates % self.refit_every == 0
         self.updates += 1
+        if self.holdout:                       # score with a forest that never saw this batch
+            if due and self.fake:
+                self._fit()
+            self.fake.append(x)
+            if self.clf is None:
+                return out
+        else:
+            self.fake.append(x)
+            if self.clf is None or due:
+                self._fit()
         p = np.clip(self.clf.predict_proba(x)[:, 1], 0.02, 0.98)
         logit = np.log(p / (1 - p))
         owner = np.array(owner)

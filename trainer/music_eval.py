@@ -12,6 +12,9 @@ major / A minor. ``set_metrics`` gives, per set:
 * ``near_copy_pct``: melodies with a near copy in the same set (same metre and length, at most
   25% of the sixteenth-note grid sounding a different pitch);
 * ``distinct_4gram_pct``: distinct pitch 4-grams / all pitch 4-grams;
+* ``interval_pair_tv``, ``bar_rhythm_tv`` (with ``reference_patterns``): total variation
+  distance of the distribution of successive interval pairs and of whole-bar rhythms
+  (``pattern_counts``) to the reference's: shapes no reward term reads;
 * ``in_key_pct``, ``end_tonic_pct``, ``cadence_pct`` (inner phrase ends held at least a
   quarter or followed by a rest), ``notes_per_4_bars``, ``steps_pct``, ``repeats_pct``,
   ``leaps_pct`` (a fourth or more), ``trill_pct`` (x-y-x-y among 4-note runs).
@@ -108,7 +111,28 @@ def _unique_pct(keys) -> float:
     return 100.0 * sum(c[k] == 1 for k in keys) / max(len(keys), 1)
 
 
-def set_metrics(mels, reference_interval=None, reference_duration=None) -> dict:
+def pattern_counts(mels) -> dict:
+    """Counts of successive interval pairs (clipped to +-7) and of whole-bar rhythms (per
+    metre, rests marked): distributions no reward term reads (``set_metrics``)."""
+    from collections import Counter
+
+    pairs, bars = Counter(), Counter()
+    for m in mels:
+        p = _pitches(m)
+        iv = [int(np.clip(b - a, -7, 7)) for a, b in zip(p, p[1:])]
+        pairs.update(zip(iv, iv[1:]))
+        bars.update((m["meter"], _rhythm(bar)) for bar in _split_bars(m["notes"],
+                                                                      V.METERS[m["meter"]]))
+    return {"interval_pairs": pairs, "bar_rhythms": bars}
+
+
+def counts_tv(a, b) -> float:
+    sa, sb = max(sum(a.values()), 1), max(sum(b.values()), 1)
+    return 0.5 * sum(abs(a.get(k, 0) / sa - b.get(k, 0) / sb) for k in set(a) | set(b))
+
+
+def set_metrics(mels, reference_interval=None, reference_duration=None,
+                reference_patterns=None) -> dict:
     iv_h, du_h = interval_hist(mels), duration_hist(mels)
     notes = in_key = ends = cad = cad_n = 0
     grams, wins = [], []
@@ -156,6 +180,11 @@ def set_metrics(mels, reference_interval=None, reference_duration=None) -> dict:
     if reference_interval is not None:
         out["interval_tv"] = tv(iv_h, reference_interval)
         out["duration_tv"] = tv(du_h, reference_duration)
+    if reference_patterns is not None:
+        own = pattern_counts(mels)
+        out["interval_pair_tv"] = counts_tv(own["interval_pairs"],
+                                            reference_patterns["interval_pairs"])
+        out["bar_rhythm_tv"] = counts_tv(own["bar_rhythms"], reference_patterns["bar_rhythms"])
     return out
 
 

@@ -32,8 +32,8 @@ import numpy as np
 from runtime import music as rt
 from runtime import music_vocab as V
 from trainer import music_data
-from trainer.music_eval import (duration_hist, feature_gaps, grid, interval_hist, set_metrics,
-                                two_sample_auc)
+from trainer.music_eval import (duration_hist, feature_gaps, grid, interval_hist,
+                                pattern_counts, set_metrics, two_sample_auc)
 
 TARGETS = {"interval_tv": ("<=", 0.15), "two_durations_pct": (">=", 90.0),
            "unique_rhythm_pct": (">=", 50.0), "near_copy_pct": ("<=", 5.0),
@@ -161,9 +161,10 @@ def auc_spread(make_set, first, reference, seed: int, offsets=(10000, 20000),
         mels = first if k == 0 else make_set(offset)
         rows.append([two_sample_auc(mels, reference, seed=seed + j) for j in range(judges)])
     a = np.array(rows)
+    sd = float(a.mean(1).std(ddof=1))
     return {"mean": float(a.mean()), "set_means": [round(float(x), 4) for x in a.mean(1)],
-            "sd_over_sets": float(a.mean(1).std(ddof=1)), "sd_over_judges": float(a.std(1).mean()),
-            "runs": int(a.size)}
+            "sd_over_sets": sd, "se": sd / np.sqrt(len(a)),
+            "sd_over_judges": float(a.std(1).mean()), "runs": int(a.size)}
 
 
 def training_copy_pct(mels, train_recs, bars: int, frac: float = 0.25) -> float:
@@ -208,19 +209,20 @@ def evaluate(cfg, work_dir: Path, models_dir: Path) -> dict:
     sets["uniform"] = _sampled(lambda t, c, s: (np.zeros(V.N_EVENT), s), 1, settings,
                                cfg.eval_bars)
     ref_iv, ref_du = interval_hist(reference), duration_hist(reference)
+    ref_pat = pattern_counts(reference)
     weights = reward_weights(cfg)
     metrics = {"reference": f"{len(reference)} held-out folk tunes (first {cfg.eval_bars} full "
                             f"bars), from {len(held_folk)} held-out folk and "
                             f"{len(held) - len(held_folk)} held-out chorale melodies; "
                             f"{len(train_recs)} training melodies",
-               "held_out_reference": set_metrics(reference, ref_iv, ref_du)}
+               "held_out_reference": set_metrics(reference, ref_iv, ref_du, ref_pat)}
     metrics["held_out_reference"]["theory_reward_in_reward"] = float(np.mean(
         batch_rewards(reference, weights, cfg.rl_per_note_rates)[0]))
     metrics["held_out_reference"]["end_tonic_whole_tunes_pct"] = 100.0 * float(np.mean(
         [[p for p, _ in r["notes"] if p is not None][-1] % 12 == (9 if r["minor"] else 0)
          for r in held_folk]))
     for name, mels in sets.items():
-        m = set_metrics(mels, ref_iv, ref_du)
+        m = set_metrics(mels, ref_iv, ref_du, ref_pat)
         m["two_sample_auc"] = two_sample_auc(mels, reference, seed=cfg.auc_seed)
         m["two_sample_auc_ungrouped"] = two_sample_auc(mels, reference, seed=cfg.auc_seed,
                                                        grouped=False)

@@ -3,7 +3,8 @@
 ``rollouts`` samples a batch of melodies from a step function with exactly the runtime's rule
 (``runtime.music``: the same masks, the same context encoding), recording each step's allowed
 events so the loss can use the same masked distribution. ``rl_update`` does one REINFORCE step
-on the KL-regularised objective ``E[theory reward] - kl_coef * KL(policy || prior)``: with
+on the KL-regularised objective ``E[reward] - kl_coef * KL(policy || prior)`` (``kl_at``: the
+coefficient may decay over the updates): with
 ``log p_prior`` inside the KL this is the RL Tuner's reward (music theory plus the prior's
 log-probability) with an entropy bonus (KL control).
 """
@@ -84,11 +85,20 @@ def pad_rollouts(rolls):
     return inputs, ctx, actions, valid, allowed
 
 
-def make_rl_step(model, prior, optimizer, kl_coef: float, clip: float = 1.0):
+def kl_at(update: int, updates: int, kl_coef: float, kl_final: float | None) -> float:
+    """The KL coefficient at ``update`` (0-based): ``kl_coef`` throughout when ``kl_final`` is
+    None, else decaying geometrically from ``kl_coef`` to ``kl_final`` at the last update."""
+    if kl_final is None or updates <= 1:
+        return float(kl_coef)
+    return float(kl_coef * (kl_final / kl_coef) ** (update / (updates - 1)))
+
+
+def make_rl_step(model, prior, optimizer, clip: float = 1.0):
+    """One REINFORCE step; its last argument is the KL coefficient (``kl_at``)."""
     import tensorflow as tf
 
     @tf.function(reduce_retracing=True)
-    def step(inputs, ctx, actions, valid, allowed, advantages):
+    def step(inputs, ctx, actions, valid, allowed, advantages, kl_coef):
         neg = tf.where(allowed, 0.0, -1e9)
         prior_logp = tf.nn.log_softmax(prior(inputs, ctx) + neg)
         with tf.GradientTape() as tape:

@@ -9,7 +9,10 @@ mean over real **training** folk tunes (never the held-out tunes the evaluation 
 * the share of notes that are sixteenths, eighths, dotted eighths, quarters, dotted quarters,
   and half notes or longer;
 * pitch range (octaves), distinct pitches (/ 12) and distinct bar rhythms (/ 4) per 4-bar
-  window, averaged over windows (real tunes repeat bar rhythms more than sampled ones).
+  window, averaged over windows (real tunes repeat bar rhythms more than sampled ones);
+* events that cross a bar line (per bar), phrase ends (bars 4, 8, ...) closed by a rest or by
+  a note of at least a quarter, the tonic's share of the notes, and rests per bar in the
+  second half (the prior plays a third as many there as the openings of real tunes).
 
 Each statistic is standardised by its spread over training tunes. Melody ``i`` of a batch
 gets ``-w * sum_k z(mean_k) * z(f_ik)`` where ``z(x) = (x - target_k) / spread_k``: the gradient
@@ -23,11 +26,13 @@ from __future__ import annotations
 import numpy as np
 
 from runtime import music_vocab as V
-from trainer.music_eval import _split_bars, windows
+from trainer.music_eval import _split_bars, window_features, windows
 
 NAMES = ("notes per bar", "rests per bar", "sixteenths", "eighths", "dotted eighths",
          "quarters", "dotted quarters", "half or longer", "window range", "window pitches",
-         "window bar rhythms")
+         "window bar rhythms", "bar-line crossings per bar", "phrase-end rests",
+         "phrase-end long notes", "tonic share", "rests per bar, second half")
+Z_CLIP = 5.0        # one melody's z-score per statistic is clipped (rare events: tiny spread)
 _CLASSES = {1: 2, 2: 3, 3: 4, 4: 5, 6: 6, 8: 7, 12: 7, 16: 7}
 
 
@@ -47,7 +52,26 @@ def melody_stats(m: dict) -> np.ndarray:
     bar_len = V.METERS[m["meter"]]
     f[10] = np.mean([len({tuple(d for _, d in bar) for bar in _split_bars(w, bar_len)}) / 4.0
                      for w in wins])
+    last, t, half = {}, 0, bars * bar_len / 2
+    for p, d in m["notes"]:
+        f[11] += (t % bar_len + d > bar_len) / bars
+        f[15] += (p is None and t >= half) / (bars / 2)
+        last[t // bar_len] = (p, d)
+        t += d
+    ends = [last[b] for b in range(3, int(round(bars)), 4) if b in last]
+    if ends:
+        f[12] = np.mean([p is None for p, _ in ends])
+        f[13] = np.mean([p is not None and d >= 4 for p, d in ends])
+    pitches = [p for p, _ in m["notes"] if p is not None]
+    f[14] = np.mean([p % 12 == (9 if m["minor"] else 0) for p in pitches]) if pitches else 0.0
     return f
+
+
+def window_stats(m: dict) -> np.ndarray:
+    """The mean of the two-sample test's window features over a melody's 4-bar windows
+    (feature matching: the features' means pulled toward the training tunes')."""
+    wins = windows(m) or [list(m["notes"])]
+    return np.mean([window_features(w, m["meter"]) for w in wins], axis=0)
 
 
 def whole_bars(rec: dict) -> dict | None:
@@ -65,23 +89,68 @@ def whole_bars(rec: dict) -> dict | None:
     return {"notes": notes, "meter": rec["meter"], "minor": rec["minor"]}
 
 
-def targets(train_recs) -> dict:
-    """{"mean", "spread"} of ``melody_stats`` over the training folk tunes (whole bars)."""
-    rows = [melody_stats(m) for m in (whole_bars(r) for r in train_recs if r["style"] == "folk")
-            if m is not None]
+def opening(rec: dict, bars: int) -> dict | None:
+    """A tune's first ``bars`` full bars (pick-up dropped), None if shorter or starting with a
+    rest: how a generated melody of ``bars`` bars is compared with real tunes."""
+    from trainer.music_report import excerpt
+
+    return excerpt(rec, bars)
+
+
+def targets(train_recs, bars: int | None = None, stats=melody_stats) -> dict:
+    """{"mean", "spread", "stats"} of ``stats`` (``melody_stats`` or ``window_stats``) over the
+    training folk tunes: whole tunes (whole bars) when ``bars`` is None, else their openings
+    of ``bars`` bars."""
+    folk = [r for r in train_recs if r["style"] == "folk"]
+    cut = (whole_bars(r) if bars is None else opening(r, bars) for r in folk)
+    rows = [stats(m) for m in cut if m is not None]
     if not rows:                               # a tiny corpus without folk tunes: no pull
-        return {"mean": np.zeros(len(NAMES)), "spread": np.full(len(NAMES), np.inf)}
+        n = len(stats({"notes": [(60, 4)], "meter": "4/4", "minor": False}))
+        return {"mean": np.zeros(n), "spread": np.full(n, np.inf), "stats": stats}
     rows = np.array(rows)
-    return {"mean": rows.mean(0), "spread": np.maximum(rows.std(0), 1e-3)}
+    return {"mean": rows.mean(0), "spread": np.maximum(rows.std(0), 1e-3), "stats": stats}
 
 
-def stats_rewards(melodies, target: dict, weight: float) -> tuple[np.ndarray, np.ndarray]:
-    """(reward per melody, batch-mean z-scores per statistic) for one batch (see above)."""
+def opening_targets(train_recs, bars_choices=(4, 8, 16), stats=melody_stats) -> dict:
+    """{bars: targets(train_recs, bars)}: each melody is compared with openings of its length."""
+    return {b: targets(train_recs, b, stats) for b in sorted(set(bars_choices))}
+
+
+def _target_of(m: dict, target: dict) -> dict:
+    if "mean" in target:
+        return target
+    bars = sum(d for _, d in m["notes"]) / V.METERS[m["meter"]]
+    return target[min(target, key=lambda b: abs(b - bars))]
+
+
+def stats_rewards(melodies, target: dict, weight: float,
+                  tracker=None) -> tuple[np.ndarray, np.ndarray]:
+    """(reward per melody, batch-mean z-scores per statistic) for one batch (see above);
+    ``target`` from ``targets`` or ``opening_targets`` (then by each melody's length);
+    ``tracker`` (``GapTracker``) smooths the batch means over updates."""
     out = np.zeros(len(melodies))
     folk = [i for i, m in enumerate(melodies) if m.get("style", "folk") == "folk"]
+    first = _target_of(melodies[0], target) if melodies else target
     if not folk or weight == 0:
-        return out, np.zeros(len(NAMES))
-    z = (np.array([melody_stats(melodies[i]) for i in folk]) - target["mean"]) / target["spread"]
+        return out, np.zeros(len(first.get("mean", NAMES)))
+    tg = [_target_of(melodies[i], target) for i in folk]
+    z = np.clip([(t.get("stats", melody_stats)(melodies[i]) - t["mean"]) / t["spread"]
+                 for i, t in zip(folk, tg)], -Z_CLIP, Z_CLIP)
     gap = z.mean(0)
+    if tracker is not None:                    # a running mean of the batch means: less noise
+        gap = tracker.update(gap)
     out[folk] = -weight * (z @ gap)
     return out, gap
+
+
+class GapTracker:
+    """An exponential moving average of the batch-mean z-scores over updates: one batch of 48
+    melodies estimates each mean only to ~0.15 spreads, as large as the gaps being pulled."""
+
+    def __init__(self, decay: float):
+        self.decay, self.value = decay, None
+
+    def update(self, gap: np.ndarray) -> np.ndarray:
+        self.value = gap if self.value is None else self.decay * self.value \
+            + (1 - self.decay) * gap
+        return self.value

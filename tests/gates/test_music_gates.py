@@ -49,13 +49,15 @@ def test_release_gate_held_out_tunes_are_like_the_training_tunes(metrics):
     assert metrics["training_tunes"]["two_sample_auc"] <= 0.60
 
 
-@pytest.mark.xfail(strict=True, reason="RL 0.791 +- 0.007 against the prior's 0.785 +- 0.008 "
-                   "(3 generation seed sets x 3 judge seeds): no difference beyond the noise; "
-                   "see docs/kinds/music.md")
+@pytest.mark.xfail(strict=True, reason="RL 0.782 (set sd 0.006) against the prior's 0.785 "
+                   "(set sd 0.008), 3 generation seed sets x 3 judge seeds: 0.003 lower, 2 SE "
+                   "of the difference is 0.012; see docs/kinds/music.md")
 def test_release_gate_rl_makes_tunes_harder_to_tell_from_real(metrics):
+    # RL below the prior alone by more than 2 standard errors of the difference (3 generation
+    # seed sets x 3 judge seeds each; the sets' spread is the noise)
     rl, prior = metrics["rl"]["two_sample_auc_spread"], metrics["prior"]["two_sample_auc_spread"]
-    noise = max(rl["sd_over_sets"], prior["sd_over_sets"])
-    assert rl["mean"] <= prior["mean"] - noise
+    se = (rl["sd_over_sets"] ** 2 / 3 + prior["sd_over_sets"] ** 2 / 3) ** 0.5
+    assert rl["mean"] < prior["mean"] - 2 * se
 
 
 def test_release_gate_rl_matters_and_keeps_likelihood(metrics):
