@@ -17,16 +17,19 @@ DONTCARE = "dontcare"
 # fresh one when the user asked for an alternative), "nomatch" says that nothing matches and
 # suggests values that do, "book" makes a booking, "change" changes an existing booking to the
 # details the user gave since, "reject_booking" refuses a booking the restaurant cannot take and
-# says why, "inform" gives the requested phone/address/postcode of the restaurant on the table.
+# says why, "inform" gives the requested phone/address/postcode of the restaurant on the table,
+# "readback" reads the whole booking (restaurant, people, time) back before making or changing
+# it ("A table for 5 at 19:00 at Curry Garden, shall I book it?"): one turn that checks both
+# details at once, as booking systems do.
 ACTIONS = tuple([f"request_{s}" for s in INFORMABLE] + [f"confirm_{s}" for s in INFORMABLE]
-                + ["offer", "nomatch", "book", "change", "reject_booking", "inform", "reqmore",
-                   "bye"])
+                + ["offer", "nomatch", "book", "change", "readback", "reject_booking", "inform",
+                   "reqmore", "bye"])
 N_ACTIONS = len(ACTIONS)
 A_REQUEST = {s: ACTIONS.index(f"request_{s}") for s in INFORMABLE}
 A_CONFIRM = {s: ACTIONS.index(f"confirm_{s}") for s in INFORMABLE}
-(A_OFFER, A_NOMATCH, A_BOOK, A_CHANGE, A_REJECT, A_INFORM, A_REQMORE, A_BYE) = (
-    ACTIONS.index(a) for a in ("offer", "nomatch", "book", "change", "reject_booking", "inform",
-                               "reqmore", "bye"))
+(A_OFFER, A_NOMATCH, A_BOOK, A_CHANGE, A_READBACK, A_REJECT, A_INFORM, A_REQMORE, A_BYE) = (
+    ACTIONS.index(a) for a in ("offer", "nomatch", "book", "change", "readback",
+                               "reject_booking", "inform", "reqmore", "bye"))
 A_NONE = N_ACTIONS            # "no system act yet / greeting / not understood"
 
 # user act kinds the tracker distinguishes (the observation's "last user act" flags)

@@ -8,8 +8,8 @@ import re
 import numpy as np
 
 from runtime.dialogue_domain import (
-    A_BOOK, A_BYE, A_CHANGE, A_INFORM, A_NOMATCH, A_NONE, A_OFFER, A_REJECT, A_REQMORE,
-    A_REQUEST, ACTIONS, CONSTRAINTS, REQUESTABLE, Catalogue, SystemAct,
+    A_BOOK, A_BYE, A_CHANGE, A_INFORM, A_NOMATCH, A_NONE, A_OFFER, A_READBACK, A_REJECT,
+    A_REQMORE, A_REQUEST, ACTIONS, CONSTRAINTS, REQUESTABLE, Catalogue, SystemAct,
 )
 
 
@@ -35,6 +35,8 @@ def template_key(act: SystemAct) -> str:
         return f"reject_{act.slot}"
     if act.action == A_REQMORE and act.value == "open":
         return "reqmore_open"
+    if act.action == A_READBACK and act.value == "change":
+        return "readback_change"
     return ACTIONS[act.action]
 
 
@@ -119,6 +121,10 @@ class SystemReader:
                 q for q in REQUESTABLE if q in parts or (q == "phone" and "call" in parts)])
         if key == "reqmore_open":
             return SystemAct(A_REQMORE, value="open")
+        if key.startswith("readback"):
+            return SystemAct(A_READBACK, restaurant=r, people=g.get("people", "").strip(),
+                             time=g.get("time", "").strip(),
+                             value="change" if key.endswith("change") else None)
         action = ACTIONS.index(key)
         if key.startswith("confirm_"):
             return self._confirm(action, key[8:], g.get("value", "").strip())

@@ -80,8 +80,9 @@ class Speller:
     :func:`typo_cost`, then by keeping the first letter, then common words first.
     Confidence: 1.0 unchanged, 0.7 for one best correction, 0.5 when two tie."""
 
-    def __init__(self, vocabulary, protected=()):
+    def __init__(self, vocabulary, protected=(), values=()):
         self.vocab = [w for w in dict.fromkeys(vocabulary) if w]
+        self.values = set(values)         # words of slot values (never reached by a 1st letter)
         self.slot_words = set(self.vocab)
         targets = [w for w in dict.fromkeys(list(protected) + self.vocab) if w.isalpha()]
         self.known = set(self.vocab) | set(protected)
@@ -124,8 +125,11 @@ class Speller:
             d = osa_distance(word, c, d_max + 1)
             if d > min(d_max, _max_distance(c)):
                 continue
-            if len(word) == 4 and d == 1 and word[0] != c[0] and sorted(word) != sorted(c):
-                continue
+            if len(word) == 4 and d == 1 and word[0] != c[0] and sorted(word) != sorted(c) \
+                    and not (word[1:] == c[1:] and (word[0], c[0]) in _NEAR
+                             and c not in self.values):
+                continue      # the first letter of a short word is kept, unless a common
+                              # word is one neighbouring key away: "eant" is "want", not "east"
             ranked.append((typo_cost(word, c), c[0] != word[0], c in self.slot_words,
                            self.order[c], c))
         if not ranked:

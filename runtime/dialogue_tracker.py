@@ -9,15 +9,15 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.dialogue_domain import (
-    A_BOOK, A_BYE, A_CHANGE, A_CONFIRM, A_INFORM, A_NOMATCH, A_NONE, A_OFFER, A_REJECT,
-    A_REQMORE, A_REQUEST, ACTIONS, BOOKING, CONSTRAINTS, DONTCARE, INFORMABLE, N_ACTIONS,
+    A_BOOK, A_BYE, A_CHANGE, A_CONFIRM, A_INFORM, A_NOMATCH, A_NONE, A_OFFER, A_READBACK,
+    A_REJECT, A_REQMORE, A_REQUEST, ACTIONS, BOOKING, CONSTRAINTS, DONTCARE, INFORMABLE, N_ACTIONS,
     REQUESTABLE,
     USER_ACTS, Catalogue, SystemAct, booking_ref,
 )
 
 COUNT_BUCKETS = (0, 1, 2, 4, 10)   # one-hot of #matches: 0, 1, 2-3, 4-9, >= 10
 MAX_TURN = 30
-STATE_VERSION = 4
+STATE_VERSION = 5
 
 # observation layout (documented so that tests and the trainer can address features)
 SLOT_FEATURES = ("filled", "dontcare", "conf", "confirmed", "asked")
@@ -37,6 +37,7 @@ CUE_FEATURES = ("corrections", "people_corrected", "time_corrected", "repeated",
                 "words")
 _F_CUES = _F_TYPOS + 1
 OBS_DIM = _F_CUES + len(CUE_FEATURES)
+_NEGATE = USER_ACTS.index("negate")
 
 
 def feature_index(slot: str, feature: str) -> int:
@@ -104,7 +105,8 @@ class Tracker:
         else:
             if slot in BOOKING:      # changed after the system booked or read it back
                 self.corrected[slot] = self.value[slot] is not None and (
-                    self.booking is not None or self.last_sys.action == A_CONFIRM[slot])
+                    self.booking is not None
+                    or self.last_sys.action in (A_CONFIRM[slot], A_READBACK))
             self.value[slot], self.conf[slot], self.confirmed[slot] = value, conf, False
         if slot in CONSTRAINTS:
             self.excluded[slot].discard(value)
@@ -191,9 +193,10 @@ class Tracker:
 
     def _count_correction(self, kinds: set, acts) -> None:
         """A "no" (or a different booking detail) right after the system booked, changed a
-        booking or read a value back: the system had misunderstood something."""
+        booking, read the booking back or read a value back: the system had misunderstood
+        something."""
         a = self.last_sys.action
-        if a in (A_BOOK, A_CHANGE):
+        if a in (A_BOOK, A_CHANGE, A_READBACK):
             changed = any(act == "inform" and s in BOOKING and v != self.value[s]
                           for act, s, v, _ in acts)
             self.corrections += "negate" in kinds or changed
@@ -201,9 +204,16 @@ class Tracker:
             self.corrections += "negate" in kinds
 
     def _answer(self, kinds: set, informed: set) -> None:
-        """A yes/no to the system's last act (a confirmation or an offer)."""
+        """A yes/no to the system's last act (a confirmation, a read-back or an offer). A "yes"
+        to a read-back confirms the booking details read back that the user did not correct
+        in the same turn ("yes, but at 8pm" confirms the party size only)."""
         last = self.last_sys
-        if last.action < N_ACTIONS and ACTIONS[last.action].startswith("confirm_"):
+        if last.action == A_READBACK and last.restaurant == self.offered:
+            if "affirm" in kinds and "negate" not in kinds:
+                for s in BOOKING:
+                    if s not in informed and self.value[s] == getattr(last, s):
+                        self.conf[s], self.confirmed[s] = 1.0, True
+        elif last.action < N_ACTIONS and ACTIONS[last.action].startswith("confirm_"):
             s = last.slot
             if "negate" in kinds and s not in informed:
                 self._clear(s)
@@ -336,11 +346,14 @@ def mask_from_obs(obs: np.ndarray) -> np.ndarray:
     done for the one on the table (the booking is current, info was told, or the user wants
     no booking): "anything else?" is no answer to "book it";
     confirm_s: s holds a value (not dontcare) that the user
-    has not confirmed; offer: no restaurant on the table, some not-rejected restaurant matches
+    has not confirmed, and, while the booking is current, only after the user said "no" (to
+    it) or to check the other detail after confirming one (nothing else is in doubt then);
+    offer: no restaurant on the table, some not-rejected restaurant matches
     and every constraint is filled (or exactly one restaurant matches); nomatch: no restaurant
     on the table and no not-rejected restaurant matches; book: a restaurant is offered, people
     and time are known, it can take them and there is no booking yet; change: there is a
     booking, the details or the restaurant changed since and the restaurant can take them;
+    readback: book or change is valid and not both booking details are confirmed;
     reject_booking: the offered restaurant cannot take the known people/time; inform: a
     restaurant is offered and some info the user asked for is still untold. Once the user said goodbye
     (and nothing else), only bye."""
@@ -353,15 +366,19 @@ def mask_from_obs(obs: np.ndarray) -> np.ndarray:
     details = filled[:, len(CONSTRAINTS):].all(axis=1)
     one = on[:, _F_COUNT + 1]
     m = np.ones((obs.shape[0], N_ACTIONS), bool)
+    checking = ~st["booking_current"] | on[:, _F_USER + _NEGATE] \
+        | on[:, _F_SYS + A_CONFIRM["people"]] | on[:, _F_SYS + A_CONFIRM["time"]]
     asked = obs[:, _F_SLOT + 4:_F_UNKNOWN:len(SLOT_FEATURES)]
     for k, s in enumerate(INFORMABLE):
-        m[:, A_CONFIRM[s]] = filled[:, k] & ~(dontcare[:, k] | confirmed[:, k])
+        m[:, A_CONFIRM[s]] = filled[:, k] & ~(dontcare[:, k] | confirmed[:, k]) & checking
         m[:, A_REQUEST[s]] = ~filled[:, k] & (asked[:, k] < 0.9)    # at most 3 times
     m[:, A_OFFER] = ~offered & fresh & (filled[:, :len(CONSTRAINTS)].all(axis=1) | one)
     m[:, A_NOMATCH] = ~offered & ~fresh
     ready = offered & details & ~st["booking_current"]
     m[:, A_BOOK] = ready & ~st["has_booking"] & ~st["booking_invalid"]
     m[:, A_CHANGE] = ready & st["has_booking"] & ~st["booking_invalid"]
+    m[:, A_READBACK] = ready & ~st["booking_invalid"] \
+        & ~confirmed[:, len(CONSTRAINTS):].all(axis=1)
     m[:, A_REJECT] = ready & st["booking_invalid"]
     req = obs[:, _F_REQ:_F_STATE].reshape(-1, len(REQUESTABLE), 2) > 0.5
     m[:, A_INFORM] = offered & (req[:, :, 0] & ~req[:, :, 1]).any(axis=1)
@@ -380,11 +397,14 @@ def mask_row(f: list) -> list[bool]:
     if on[_F_STATE + STATE_FEATURES.index("done")]:
         return [a == A_BYE for a in range(N_ACTIONS)]
     st = dict(zip(STATE_FEATURES, on[_F_STATE:_F_STATE + len(STATE_FEATURES)]))
-    filled = []
+    checking = not st["booking_current"] or on[_F_USER + _NEGATE] \
+        or on[_F_SYS + A_CONFIRM["people"]] or on[_F_SYS + A_CONFIRM["time"]]
+    filled, confirmed = [], []
     for k, s in enumerate(INFORMABLE):
         base = _F_SLOT + k * len(SLOT_FEATURES)
         filled.append(on[base])
-        m[A_CONFIRM[s]] = on[base] and not (on[base + 1] or on[base + 3])
+        confirmed.append(on[base + 3])
+        m[A_CONFIRM[s]] = on[base] and not (on[base + 1] or on[base + 3]) and checking
         m[A_REQUEST[s]] = not on[base] and f[base + 4] < 0.9
     offered, fresh = st["offered"], st["fresh"]
     m[A_OFFER] = not offered and fresh and (all(filled[:len(CONSTRAINTS)]) or on[_F_COUNT + 1])
@@ -392,6 +412,7 @@ def mask_row(f: list) -> list[bool]:
     ready = offered and all(filled[len(CONSTRAINTS):]) and not st["booking_current"]
     m[A_BOOK] = ready and not st["has_booking"] and not st["booking_invalid"]
     m[A_CHANGE] = ready and st["has_booking"] and not st["booking_invalid"]
+    m[A_READBACK] = ready and not st["booking_invalid"] and not all(confirmed[len(CONSTRAINTS):])
     m[A_REJECT] = ready and st["booking_invalid"]
     m[A_INFORM] = offered and any(on[i] and not on[i + 1] for i in range(_F_REQ, _F_STATE, 2))
     m[A_REQMORE] = (not offered and fresh) or st["booking_current"] or st["no_booking"] or any(
@@ -423,7 +444,7 @@ def resolve_action(tracker: Tracker, action: int, rng: np.random.Generator) -> S
         return SystemAct(A_OFFER, restaurant=pool[int(rng.integers(len(pool)))])
     if action == A_NOMATCH:
         return _nomatch(t)
-    if action in (A_BOOK, A_CHANGE, A_REJECT):
+    if action in (A_BOOK, A_CHANGE, A_REJECT, A_READBACK):
         return _booking_act(t, action, rng)
     if action == A_INFORM:
         if t.offered is None:
@@ -467,5 +488,8 @@ def _booking_act(t: Tracker, action: int, rng) -> SystemAct:
                          people=t.value["people"], time=t.value["time"])
     if action == A_CHANGE and t.booking is None:
         action = A_BOOK
+    if action == A_READBACK:      # "change" when a booking exists: the template says so
+        return SystemAct(A_READBACK, restaurant=t.offered, people=t.value["people"],
+                         time=t.value["time"], value="change" if t.booking else None)
     return SystemAct(action, restaurant=t.offered, people=t.value["people"],
                      time=t.value["time"], ref=booking_ref(rng))

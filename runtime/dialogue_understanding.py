@@ -167,7 +167,9 @@ class Understanding:
         self.acts = {k: words(k) for k in ("affirm", "negate", "done", "reqalts", "nobook")}
         self.names = self._name_entries()
         self.common = set(lexicon.get("common", []))
-        self.speller = Speller(self._vocabulary(), protected=self.common)
+        values = {w for slot in CONSTRAINTS for c, syn in lexicon["values"][slot].items()
+                  for phrase in [c, *syn] for w in phrase.split()}
+        self.speller = Speller(self._vocabulary(), protected=self.common, values=values)
         self._memo: dict = {}
 
     def _value_entries(self, slot):
@@ -254,7 +256,7 @@ class Understanding:
         t, fixed = self._spelled(text)
         acts: list[tuple] = []
         rest = self._times_and_people(t, asked, acts, fixed)
-        rest = self._names(rest, acts, fixed)
+        rest = self._names(rest, acts, fixed, text)
         rest = self._constraints(rest, fixed, asked, acts)
         for r in REQUESTABLE:
             if self.request[r].search(rest):
@@ -296,14 +298,17 @@ class Understanding:
                     acts.append(("inform", asked, value, conf(m.group(0), 0.8, asked, value)))
         return t
 
-    def _names(self, t: str, acts: list, fixed: dict) -> str:
+    def _names(self, t: str, acts: list, fixed: dict, typed: str = "") -> str:
         named = set()
+        typed_words = {"".join(sorted(w)) for w in normalise(typed[:READ_CHARS]).split()}
         for phrase, pat, i, conf in self.names:
             if phrase not in t or i in named:
                 continue
             m = pat.search(t)
-            if m and " " not in phrase and phrase in fixed:
-                continue        # "van I agve the phone": a corrected word is no name on its own
+            if m and " " not in phrase and phrase in fixed \
+                    and "".join(sorted(phrase)) not in typed_words:
+                continue        # "van I agve the phone": a corrected word is no name on its own,
+                                # unless two letters were only swapped ("agvae": Agave)
             if m:
                 neg = _NEG_BEFORE.search(t[:m.start()])
                 acts.append(("reject_name" if neg else "name", None, i, conf))

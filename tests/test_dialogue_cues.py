@@ -41,9 +41,21 @@ def test_party_sizes_beyond_any_table_twice_over_are_doubted():
 
 def test_a_typo_that_lands_on_a_name_word_names_no_restaurant():
     word = next(p for p, _, _, c in NLU.names if " " not in p and c == 0.85)
-    typo = word[0] + word[2] + word[1] + word[3:]          # a swap: corrected back to the name
+    dropped = word[:2] + word[3:]          # a deletion that corrects back to the name word:
+    assert NLU.speller.correct(dropped)[0] == word         # could be any word, so no name
     assert [a for a in NLU.parse(word) if a[0] == "name"]
-    assert not [a for a in NLU.parse(f"can i have the phone of {typo}") if a[0] == "name"]
+    assert not [a for a in NLU.parse(f"can i have the phone of {dropped}") if a[0] == "name"]
+    assert not [a for a in NLU.parse("van I agve the phone") if a[0] == "name"]
+
+
+def test_two_swapped_letters_of_a_one_word_name_still_name_it():
+    named = [a[2] for a in NLU.parse("what is the phone of agvae") if a[0] == "name"]
+    assert [CAT.names[r] for r in named] == ["Agave"]
+
+
+def test_a_neighbouring_first_key_of_a_common_word_is_corrected():
+    assert [a[0] for a in NLU.parse("I don't eant Curry Garden")] == ["reject_name"]
+    assert NLU.speller.correct("eest")[0] == "east"      # slot values keep the first letter
 
 
 def _booked(people="4", time="19:00"):

@@ -22,7 +22,11 @@ RULES = ("rule", "rule_confirm", "rule_confirm_all", "rule_tuned")
 TUNE_GRID = {"threshold": (0.0, 0.55, 0.65, 0.75, 0.82, 0.9, 1.01),
              "booking_threshold": (0.0, 0.55, 0.65, 0.75, 0.82, 0.9, 0.96, 1.01),
              "sloppy": (None, 0.2, 0.12, 0.08, 0.05, 0.03, 0.0),
-             "recheck": (False, True)}
+             "recheck": (False, True),
+             # read the booking back: when a detail is below x (1.01: always), or for a user
+             # more than x of whose words needed correcting (None: never)
+             "readback": (None, 0.82, 0.9, 0.96, 1.01),
+             "readback_sloppy": (None, 0.2, 0.12, 0.08, 0.05, 0.0)}
 
 KIND = "dialogue"
 EVIDENCE = (
@@ -84,6 +88,15 @@ def _answer(script: dict, reply, given: set, used: dict, log: dict) -> str:
             return "yes"
         log["repeats"] += 1
         return "no, " + answers.get(slot, right)
+    if act == "readback":
+        if not booking:
+            return "no need to book"
+        wrong = [s for s, v in zip(("people", "time"), booking) if reply.slots.get(s) != v]
+        if not wrong or (reply.booking is None and script.get("on_book")):
+            return "yes please"       # a script that changes its booking: the first is right
+        log["repeats"] += 1
+        return "no, " + " ".join(answers.get(s, v) for s, v in zip(("people", "time"), booking)
+                                 if s in wrong)
     if act == "offer":
         log["offers"].append(reply.offered["name"])
         return _line(script, "on_offer", used, "great, book it please" if booking else
@@ -172,7 +185,8 @@ def tune_rule(cat: Catalogue, n: int, noise=(0.0, 0.3), seed: int = 101) -> dict
     never the evaluation's): coordinate ascent over :data:`TUNE_GRID`, two sweeps, on the mean
     return (the DQN's objective: success, failure and turns) -> {"params", "mean_return",
     "success_rate", "mean_turns", "dialogues", "seed"}."""
-    params = {"threshold": 0.0, "booking_threshold": 0.0, "sloppy": None, "recheck": False}
+    params = {"threshold": 0.0, "booking_threshold": 0.0, "sloppy": None, "recheck": False,
+              "readback": None, "readback_sloppy": None}
     cache: dict = {}
 
     def score(p):

@@ -92,6 +92,12 @@ SYSTEM_TEMPLATES = {
     "change": ["I have changed your booking: {name} for {people} at {time}. The new reference "
                "is {ref}.",
                "Your booking is now for {people} at {name} at {time}. New reference {ref}."],
+    "readback": ["A table for {people} at {time} at {name}, shall I book it?",
+                 "So that is {name}, {people} people at {time}. Shall I book it?"],
+    "readback_change": ["So I change your booking to {people} at {time} at {name}, is that "
+                        "right?",
+                        "Your booking would then be {name}, {people} people at {time}. Shall "
+                        "I change it?"],
     "reject_people": ["Sorry, {name} can only take up to {value} people. Could you make it "
                       "fewer?",
                       "I'm afraid {name} only takes bookings for up to {value} people."],

@@ -52,6 +52,7 @@ TRAIN = {
     "change": ["Can you change that to {x}?", "Could you make it {x} instead?"],
     "negate": ["No,", "No, sorry,", "That's not right,"],
     "affirm": ["Yes.", "Yes please.", "That's right."],
+    "yes_but": ["Yes, but", "Yes, except"],
     "book_it": ["Sounds good, please book it.", "Great, book it please."],
     "reject_no": ["No, I don't like that one.", "No thanks."],
     "reqalts": ["Anything else?", "What else is there?", "Is there another one?"],
@@ -99,6 +100,7 @@ HELDOUT = {
     "change": ["actually could we do {x} instead", "please move it to {x}"],
     "negate": ["nope,", "no no,", "wrong,"],
     "affirm": ["yep", "yeah perfect", "correct"],
+    "yes_but": ["yeah but", "almost, but"],
     "book_it": ["lovely, go ahead and reserve it", "yes please do"],
     "reject_no": ["nah", "nope, don't like it"],
     "reqalts": ["not that one, what else is there?", "any others?", "something else maybe?"],
@@ -209,7 +211,8 @@ def user_text(acts: list, intent: str, rng: np.random.Generator, bank: dict,
         if a == "reject_name":
             parts.append(_pick(rng, bank["reject_name"]).format(name=cat.names[v]))
     if "affirm" in kinds:
-        parts.append(_pick(rng, bank["book_it" if intent == "book" else "affirm"]))
+        parts.append(_pick(rng, bank["book_it" if intent == "book" else "yes_but"
+                               if intent == "yes_but" else "affirm"]))
     c = {s: v for s, v in info.items() if s in CONSTRAINTS}
     if intent in ("mind", "fallback") and len(c) == 1:
         slot, v = next(iter(c.items()))

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.dialogue_domain import (
-    A_BOOK, A_BYE, A_CHANGE, A_CONFIRM, A_INFORM, A_NOMATCH, A_OFFER, A_REJECT, A_REQMORE,
-    A_REQUEST, BOOKING, CONSTRAINTS, DONTCARE, N_ACTIONS, REQUESTABLE, Catalogue,
+    A_BOOK, A_BYE, A_CHANGE, A_CONFIRM, A_INFORM, A_NOMATCH, A_OFFER, A_READBACK, A_REJECT,
+    A_REQMORE, A_REQUEST, BOOKING, CONSTRAINTS, DONTCARE, N_ACTIONS, REQUESTABLE, Catalogue,
 )
 from runtime.dialogue_tracker import OBS_DIM, Tracker, mask_from_obs, resolve_action
 from runtime.dialogue_understanding import Understanding
@@ -144,7 +144,8 @@ def _wants(t: Tracker) -> bool:
 
 def rule_policy(t: Tracker, threshold: float | None = None,
                 booking_threshold: float | None = None, sloppy: float | None = None,
-                recheck: bool = False) -> int:
+                recheck: bool = False, readback: float | None = None,
+                readback_sloppy: float | None = None) -> int:
     """Hand-written policy: bye when the user is done; info when asked; ask each missing
     constraint; "no match" when nothing fits; offer; ask people and time (unless the user wants
     no booking); refuse a booking the restaurant cannot take; book or change the booking; after
@@ -154,7 +155,10 @@ def rule_policy(t: Tracker, threshold: float | None = None,
     ``booking_threshold`` (default ``threshold``), or any at all once more than ``sloppy`` of
     the user's words needed correcting (a careless typist's digits are suspect too), and with
     ``recheck`` a party size or time the user gave as a correction or change of a booking (it
-    can be mistyped again, and a second wrong booking costs more)."""
+    can be mistyped again, and a second wrong booking costs more). Read-back (none by default):
+    before booking or changing, read the whole booking back when a booking detail not yet
+    confirmed has a confidence below ``readback`` (1.01: always), or when more than
+    ``readback_sloppy`` of the user's words needed correcting."""
     if t.done:
         return A_BYE
     if _wants(t) and t.offered is not None:
@@ -183,8 +187,20 @@ def rule_policy(t: Tracker, threshold: float | None = None,
             return A_CONFIRM[s]
         if t.booking_problem() is not None:
             return A_REJECT
+        if _read_back(t, readback, readback_sloppy):
+            return A_READBACK
         return A_CHANGE if t.booking is not None else A_BOOK
     return A_REQMORE
+
+
+def _read_back(t: Tracker, below, sloppy) -> bool:
+    """Read the booking back: a detail not yet confirmed is below ``below``, or the user is a
+    sloppier typist than ``sloppy``."""
+    open_ = [s for s in BOOKING if not t.confirmed[s]]
+    if not open_:
+        return False
+    return (below is not None and min(t.conf[s] for s in open_) < below) or (
+        sloppy is not None and t.typo_share() > sloppy)
 
 
 def _disputed(t: Tracker) -> bool:
@@ -224,8 +240,9 @@ def rule_confirm_all_policy(t: Tracker) -> int:
 
 
 def tuned_rule(params: dict):
-    """:func:`rule_policy` with ``threshold``, ``booking_threshold``, ``sloppy`` and ``recheck`` (tuned on
-    training users by :func:`trainer.dialogue_eval.tune_rule`)."""
+    """:func:`rule_policy` with ``threshold``, ``booking_threshold``, ``sloppy``, ``recheck``,
+    ``readback`` and ``readback_sloppy`` (tuned on training users by
+    :func:`trainer.dialogue_eval.tune_rule`)."""
     def rule(t: Tracker) -> int:
         return rule_policy(t, **params)
     return rule

@@ -21,7 +21,8 @@ from __future__ import annotations
 import numpy as np
 
 from runtime.dialogue_domain import (
-    A_BOOK, A_BYE, A_CHANGE, A_INFORM, A_NOMATCH, A_NONE, A_OFFER, A_REJECT, A_REQMORE, ACTIONS,
+    A_BOOK, A_BYE, A_CHANGE, A_INFORM, A_NOMATCH, A_NONE, A_OFFER, A_READBACK, A_REJECT,
+    A_REQMORE, ACTIONS,
     BOOKING, CONSTRAINTS, DONTCARE, Catalogue, SystemAct,
 )
 from trainer.dialogue_goals import Goal
@@ -30,8 +31,9 @@ from trainer.dialogue_goals import Goal
 class UserSimulator:
     def __init__(self, goal: Goal, cat: Catalogue, rng: np.random.Generator, *,
                  patience=(12, 20), tolerance=(1, 3), confirm_tolerance=(2, 5),
-                 p_extra: float = 0.25):
+                 p_extra: float = 0.25, p_yes_but: float = 0.3):
         self.goal, self.cat, self.rng, self.p_extra = goal, cat, rng, p_extra
+        self.p_yes_but = p_yes_but             # "yes, but at 8pm" to a wrong read-back
         self.patience = int(rng.integers(patience[0], patience[1] + 1))
         self.tolerance = int(rng.integers(tolerance[0], tolerance[1] + 1))
         self.confirm_tolerance = int(rng.integers(confirm_tolerance[0], confirm_tolerance[1] + 1))
@@ -209,6 +211,7 @@ class UserSimulator:
             return self._on_reqmore()
         handlers = {A_OFFER: self._on_offer, A_NOMATCH: self._on_nomatch,
                     A_BOOK: self._on_book, A_CHANGE: self._on_book, A_REJECT: self._on_reject,
+                    A_READBACK: self._on_readback,
                     A_INFORM: self._on_inform}
         if a in handlers:
             return handlers[a](act)
@@ -246,6 +249,11 @@ class UserSimulator:
             if r == g.name:
                 self.accepted = r
             return self._next()
+        return self._judge_offer(r) or self._next()
+
+    def _judge_offer(self, r: int) -> list | None:
+        """A restaurant put to the user: its objection, or None when it accepts it."""
+        g = self.goal
         wrong = [s for s in CONSTRAINTS if not self.cat.satisfies(r, {s: self.cur[s]})]
         excl = [s for s, v in g.excluded.items() if self.cat.restaurants[r][s] == v]
         if wrong or excl:
@@ -261,7 +269,36 @@ class UserSimulator:
             return [{"negate": ("negate", None, None), "reqalts": ("reqalts", None, None),
                      "name": ("reject_name", None, r)}[g.reject_style]]
         self.accepted = r
-        return self._next()
+        return None
+
+    def _on_readback(self, act: SystemAct) -> list:
+        """"A table for 5 at 19:00 at Curry Garden, shall I book it?" A user with no booking
+        in mind says it needs none; one that did not want this restaurant says so (as to an
+        offer); otherwise "yes" when both details are right, else a correction naming the wrong
+        one(s) ("No, 4 people"), or now and then "yes" and the correction in one turn. A
+        read-back that catches a misreading is a correction, not a mistake, and no needless
+        confirmation either: it is the question any booking system asks once."""
+        r, g = act.restaurant, self.goal
+        if not g.book:
+            self.nobook_said, self.intent = True, "nobook"
+            return [("nobook", None, None)] + [("request", q, None)
+                                               for q in self.pending_requests()]
+        if r in self.turned_down:
+            return self._turned_down_again(r)
+        if r != self.accepted:
+            objection = self._judge_offer(r)
+            if objection is not None:
+                return objection
+        wrong = [s for s in BOOKING if getattr(act, s) != self.cur[s]]
+        if not wrong:
+            self.intent = "affirm"
+            return [("affirm", None, None)]
+        self.repeats += 1
+        if self.rng.random() < self.p_yes_but:
+            self.intent = "yes_but"
+            return [("affirm", None, None)] + self._inform(wrong)
+        self.intent = "correct"
+        return [("negate", None, None)] + self._inform(wrong)
 
     def _on_nomatch(self, act: SystemAct) -> list:
         c = {s: self.cur[s] for s in CONSTRAINTS}

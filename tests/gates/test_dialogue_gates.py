@@ -40,14 +40,15 @@ def _paired_best(metrics):
     return metrics["paired_noise_0.2"][best]
 
 
-TIE = ("on 10,000 paired users at 20% typos the DQN succeeds in 0.9602 against 0.9631 for the "
-       "best rule, `rule_tuned` (thresholds tuned on training users, reading the same new "
-       "plausibility and correction cues): difference -0.0029, standard error 0.0017 (136 users "
-       "only the DQN serves, 165 only the rule); a tie. Three in four failures left start with "
-       "a digit slip that lands on another bookable value and is read with full confidence")
+SHORT = ("on 10,000 paired users at 20% typos the DQN succeeds in 0.9724 against 0.9938 "
+         "for the best rule, `rule_tuned`, which reads every booking back before making it "
+         "(tuned on training users): difference -0.0214, standard error 0.0016 (19 users only "
+         "the DQN serves, 233 only the rule). The DQN reads back in few bookings and trades the "
+         "success for 0.62 fewer turns; most of its failures start with a digit slip a "
+         "read-back would have caught")
 
 
-@pytest.mark.xfail(strict=True, reason=TIE)
+@pytest.mark.xfail(strict=True, reason=SHORT)
 def test_release_gate_dqn_beats_the_best_rule_policy_at_20_percent_noise_on_success(metrics):
     """Paired over the same simulated users: more successes by over two standard errors."""
     p = _paired_best(metrics)
@@ -55,7 +56,7 @@ def test_release_gate_dqn_beats_the_best_rule_policy_at_20_percent_noise_on_succ
 
 
 def test_release_gate_dqn_beats_the_best_rule_policy_at_20_percent_noise_on_turns(metrics):
-    """Measured: 5.663 against 5.764 system turns, difference -0.101 (standard error 0.012)."""
+    """Measured: 5.947 against 6.569 system turns, difference -0.622 (standard error 0.011)."""
     p = _paired_best(metrics)
     assert p["dqn_minus_rule_turns"] < -2 * p["turns_se"]
     assert metrics["dqn"]["noise_0.2"]["success_rate"] \
@@ -65,7 +66,8 @@ def test_release_gate_dqn_beats_the_best_rule_policy_at_20_percent_noise_on_turn
 def test_the_tuned_rule_was_tuned_on_training_users(metrics):
     tuning = metrics["rule_tuning"]
     assert tuning["seed"] not in (7, 11) and tuning["noise"] == [0.0, 0.3]
-    assert set(tuning["params"]) == {"threshold", "booking_threshold", "sloppy", "recheck"}
+    assert set(tuning["params"]) == {"threshold", "booking_threshold", "sloppy", "recheck",
+                                     "readback", "readback_sloppy"}
 
 
 def test_release_gate_int8_within_one_point_of_fp32(metrics):
