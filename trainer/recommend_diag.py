@@ -95,6 +95,7 @@ def fit_network(cfg, states, targets, steps: int, seed: int = 0):
     import tensorflow as tf
     from trainer.recommend import make_q_network
 
+    tf.keras.utils.set_random_seed(seed)          # the initial weights too: reproducible fits
     net = make_q_network(cfg, "fit")
     net.build((None, cfg.n_items + states.shape[1]))
     layer = net.get_layer("fit_pairq")
@@ -171,7 +172,8 @@ def dominant_item_reference(raw, sim, cat, score_fns: dict) -> dict:
     return out
 
 
-def run(quick: bool = False) -> dict:
+def _setup():
+    """One TensorFlow thread each way, the default config, its catalogue and the heuristic."""
     import tensorflow as tf
     from trainer.recommend import Config, sim_config
 
@@ -180,7 +182,11 @@ def run(quick: bool = False) -> dict:
     cfg = Config()
     raw, sim = _raw(cfg), sim_config(cfg)
     cat = parse_catalogue(raw)
-    heur = lambda s: heuristic_from_states(s, cat)      # noqa: E731
+    return cfg, raw, sim, cat, lambda s: heuristic_from_states(s, cat)
+
+
+def run(quick: bool = False) -> dict:
+    cfg, raw, sim, cat, heur = _setup()
     n_fit, n_serve, steps = (60, 40, 200) if quick else (1500, 300, 4000)
     t0 = time.time()
     _, states, values = sessions(heur, raw, sim, n_fit, DIAG_SEED, explore=0.5, eps=0.1)
@@ -227,17 +233,10 @@ def warm_td(quick: bool = False, lr: float = 1e-4) -> dict:
     import dataclasses
     import tempfile
 
-    import tensorflow as tf
     from trainer.dqn import train_dqn
-    from trainer.recommend import (Config, _dqn_config, action_mask, make_q_network,
-                                   sim_config)
+    from trainer.recommend import _dqn_config, action_mask, make_q_network
 
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    cfg = Config()
-    raw, sim = _raw(cfg), sim_config(cfg)
-    cat = parse_catalogue(raw)
-    heur = lambda s: heuristic_from_states(s, cat)      # noqa: E731
+    cfg, raw, sim, cat, heur = _setup()
     n_fit, n_serve, steps, chunks = ((60, 40, 200, (2200, 2400)) if quick else
                                      (1500, 300, 4000, (4000, 10000, 20000, 45000)))
     _, states, _ = sessions(heur, raw, sim, n_fit, DIAG_SEED, explore=0.5, eps=0.1)
