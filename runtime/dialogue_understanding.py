@@ -300,13 +300,11 @@ class Understanding:
 
     def _names(self, t: str, acts: list, fixed: dict, typed: str = "") -> str:
         named = set()
-        typed_words = {"".join(sorted(w)) for w in normalise(typed[:READ_CHARS]).split()}
         for phrase, pat, i, conf in self.names:
             if phrase not in t or i in named:
                 continue
             m = pat.search(t)
-            if m and " " not in phrase and phrase in fixed \
-                    and "".join(sorted(phrase)) not in typed_words:
+            if m and " " not in phrase and phrase in fixed and not _swapped(phrase, typed):
                 continue        # "van I agve the phone": a corrected word is no name on its own,
                                 # unless two letters were only swapped ("agvae": Agave)
             if m:
@@ -408,3 +406,9 @@ class Understanding:
 
 def no_act() -> SystemAct:
     return SystemAct(A_NONE)
+
+
+def _swapped(word: str, typed: str) -> bool:
+    """Whether the user typed ``word`` with its letters only reordered ("agvae" for "agave")."""
+    letters = sorted(word)
+    return any(sorted(w) == letters for w in normalise(typed[:READ_CHARS]).split())
