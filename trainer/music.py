@@ -62,7 +62,7 @@ class Config:
     lr: float = 3e-3
     # RL tuning
     rl_updates: int = 400
-    rl_batch: int = 48
+    rl_batch: int = 96
     rl_lr: float = 6e-4
     kl_coef: float = 1.0
     kl_final: float | None = 0.2            # None: constant KL; else geometric decay to this
@@ -71,6 +71,8 @@ class Config:
     rl_per_note_rates: bool = True          # per-note penalties as rates (trainer.music_rewards)
     rl_openings: bool = True                # stats/discriminator on training tunes' openings
     rl_disc_holdout: bool = True            # discriminator scores batches it was not fitted on
+    rl_frames: bool = True                  # ... on training tunes' openings AND closings, by
+                                            # window position (as the evaluation's judge)
     # reward weights (trainer.music_rewards); w_theory scales their sum in RL only
     w_theory: float = 1.0
     w_out_of_key: float = -1.0
@@ -237,15 +239,20 @@ def _train_rl(cfg: Config, work_dir: Path, policy, prior, train_recs, state) -> 
     from trainer.music_rewards import batch_rewards
     from trainer.music_rl import draw_settings, kl_at, make_rl_step, pad_rollouts, rollouts
     from trainer.music_disc import Discriminator
-    from trainer.music_stats import (GapTracker, opening_targets, stats_rewards, targets,
-                                     window_stats)
+    from trainer.music_stats import (GapTracker, frame, opening_targets, position_stats,
+                                     stats_rewards, targets, window_stats)
 
     weights = reward_weights(cfg)
-    target = opening_targets(train_recs) if cfg.rl_openings else targets(train_recs)
-    feats = opening_targets(train_recs, stats=window_stats) if cfg.rl_openings else \
-        targets(train_recs, stats=window_stats)
+    if cfg.rl_frames:
+        target = opening_targets(train_recs, cut=frame)
+        feats = opening_targets(train_recs, stats=position_stats, cut=frame)
+    elif cfg.rl_openings:
+        target = opening_targets(train_recs)
+        feats = opening_targets(train_recs, stats=window_stats)
+    else:
+        target, feats = targets(train_recs), targets(train_recs, stats=window_stats)
     trackers = [GapTracker(cfg.rl_gap_decay) for _ in range(2)]
-    disc = Discriminator(train_recs, cfg.seed, openings=cfg.rl_openings,
+    disc = Discriminator(train_recs, cfg.seed, openings=cfg.rl_openings, frames=cfg.rl_frames,
                          holdout=cfg.rl_disc_holdout) if cfg.w_disc else None
     opt = tf.keras.optimizers.Adam(cfg.rl_lr)
     update = make_rl_step(policy, prior, opt)

@@ -9,9 +9,11 @@ last ``buffer`` batches of samples against as many training windows; a melody's 
 mean over its windows of ``logit(P(real))`` (probabilities clipped to [0.02, 0.98]). Only
 folk-style melodies are scored (0 for the others). ``openings``: the real windows come from
 the training tunes' openings (their first 16, 8 or 4 full bars), as a generated melody is an
-opening. ``holdout``: a batch is scored by a forest fitted before it joined the buffer (a
-forest scoring its own training windows mostly reports that it memorised them); the first
-batch then gets 0.
+opening; ``frames``: from their openings and closings (``trainer.music_stats.frame``, as the
+evaluation cuts the held-out tunes), and each window's features carry its position (first,
+last) so openings are compared with openings and closings with closings. ``holdout``: a
+batch is scored by a forest fitted before it joined the buffer (a forest scoring its own
+training windows mostly reports that it memorised them); the first batch then gets 0.
 """
 from __future__ import annotations
 
@@ -20,21 +22,33 @@ from collections import deque
 import numpy as np
 
 from trainer.music_eval import window_features, windows
-from trainer.music_stats import opening, whole_bars
+from trainer.music_stats import frame, opening, whole_bars
 
 
-def _real_tune(rec: dict, openings: bool) -> dict | None:
-    if not openings:
+def _real_tune(rec: dict, openings: bool, frames: bool = False) -> dict | None:
+    if not openings and not frames:
         return whole_bars(rec)
-    return next((m for m in (opening(rec, b) for b in (16, 8, 4)) if m is not None), None)
+    cut = frame if frames else opening
+    return next((m for m in (cut(rec, b) for b in (16, 8, 4)) if m is not None), None)
+
+
+def _rows(m: dict, positions: bool) -> list[np.ndarray]:
+    """Window features of a melody, with [first window, last window] flags if ``positions``."""
+    wins = windows(m)
+    if not positions:
+        return [window_features(w, m["meter"]) for w in wins]
+    return [np.r_[window_features(w, m["meter"]), k == 0, k == len(wins) - 1]
+            for k, w in enumerate(wins)]
 
 
 class Discriminator:
     def __init__(self, train_recs, seed: int = 0, refit_every: int = 5, buffer: int = 8,
-                 trees: int = 60, openings: bool = False, holdout: bool = False):
-        rows = [window_features(w, m["meter"])
-                for m in (_real_tune(r, openings) for r in train_recs if r["style"] == "folk")
-                if m is not None for w in windows(m)]
+                 trees: int = 60, openings: bool = False, holdout: bool = False,
+                 frames: bool = False):
+        self.positions = frames
+        rows = [row for m in (_real_tune(r, openings, frames) for r in train_recs
+                              if r["style"] == "folk") if m is not None
+                for row in _rows(m, frames)]
         self.real = np.array(rows) if rows else np.zeros((0, 0))
         self.fake: deque = deque(maxlen=buffer)
         self.rng = np.random.default_rng([seed, 11])
@@ -60,8 +74,8 @@ class Discriminator:
         rows, owner = [], []
         for i, m in enumerate(melodies):
             if m.get("style", "folk") == "folk":
-                for w in windows(m):
-                    rows.append(window_features(w, m["meter"]))
+                for row in _rows(m, self.positions):
+                    rows.append(row)
                     owner.append(i)
         if not rows or not len(self.real):
             return out

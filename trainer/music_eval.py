@@ -19,9 +19,12 @@ major / A minor. ``set_metrics`` gives, per set:
   quarter or followed by a rest), ``notes_per_4_bars``, ``steps_pct``, ``repeats_pct``,
   ``leaps_pct`` (a fourth or more), ``trill_pct`` (x-y-x-y among 4-note runs).
 
-``two_sample_auc`` trains a classifier (random forest on hand-made window features) to tell a
+``pooled_auc`` trains a classifier (random forest on hand-made window features) to tell a
 set's 4-bar windows from the reference's and reports its ROC AUC by 5-fold cross-validation
-grouped by melody (0.5: indistinguishable).
+grouped by melody (0.5: indistinguishable). ``position_aucs`` does this per window position
+(a melody's opening window against the reference's openings, its closing against closings;
+the reference is cut like the melodies, ``trainer.music_report.framed``) and
+``two_sample_auc``, the headline, is their mean.
 """
 from __future__ import annotations
 
@@ -242,20 +245,45 @@ def _split_bars(events, bar_len):
 
 
 def two_sample_auc(mels, reference, seed: int = 0, max_windows: int = 1500,
-                   trees: int = 200, grouped: bool = True) -> float:
+                   trees: int = 200, grouped: bool = True, by_position: bool = True) -> float:
+    """The two-sample test's headline: with ``by_position`` the mean over window positions of
+    ``position_aucs`` (a generated melody's opening window judged against real openings, its
+    closing window against real closings: ``reference`` holds real tunes cut like the
+    melodies, ``trainer.music_report.framed``); otherwise ``pooled_auc`` (all windows in one
+    test, positions mixed)."""
+    if by_position:
+        return float(np.mean(position_aucs(mels, reference, seed, max_windows, trees, grouped)))
+    return pooled_auc(mels, reference, seed, max_windows, trees, grouped)
+
+
+def position_aucs(mels, reference, seed: int = 0, max_windows: int = 1500, trees: int = 200,
+                  grouped: bool = True) -> list[float]:
+    """``pooled_auc`` per window position: the k-th 4-bar window of each melody against the
+    k-th window of each reference tune, for every k both sets have (0: the opening; for
+    8 bars, 1: the closing)."""
+    n = min(max((len(windows(m)) for m in mels), default=0),
+            max((len(windows(m)) for m in reference), default=0))
+    return [pooled_auc(mels, reference, seed, max_windows, trees, grouped, position=k)
+            for k in range(n)]
+
+
+def pooled_auc(mels, reference, seed: int = 0, max_windows: int = 1500,
+               trees: int = 200, grouped: bool = True, position: int | None = None) -> float:
     """ROC AUC (5-fold cross-validation) of a random forest telling ``mels``' 4-bar windows from
     ``reference``'s. ``grouped``: the folds keep all windows of one melody together; otherwise
     a melody's windows (often a repeated phrase) can sit in the training and the test fold, and
     the forest scores near-copies it was trained on (real against real tunes of the same
-    distribution then scores ~0.6 instead of ~0.5)."""
+    distribution then scores ~0.6 instead of ~0.5). ``position``: only each melody's window
+    of that index (``position_aucs``)."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, cross_val_score
 
     rng = np.random.default_rng(seed)
 
     def feats(ms, offset):
+        pick = slice(None) if position is None else slice(position, position + 1)
         rows = [(window_features(w, m["meter"]), offset + i) for i, m in enumerate(ms)
-                for w in windows(m)]
+                for w in windows(m)[pick]]
         x, g = np.array([r for r, _ in rows]), np.array([i for _, i in rows])
         if len(x) > max_windows:
             keep = rng.choice(len(x), max_windows, replace=False)

@@ -12,7 +12,11 @@ mean over real **training** folk tunes (never the held-out tunes the evaluation 
   window, averaged over windows (real tunes repeat bar rhythms more than sampled ones);
 * events that cross a bar line (per bar), phrase ends (bars 4, 8, ...) closed by a rest or by
   a note of at least a quarter, the tonic's share of the notes, and rests per bar in the
-  second half (the prior plays a third as many there as the openings of real tunes).
+  second half (the prior plays a third as many there as the openings of real tunes);
+* the mean pitch ((MIDI - 70) / 12) and the share of pitch class B (RL drifted to a higher
+  mean pitch and fewer B's than real tunes where nothing pulled them back);
+* the final note's length (/ 16): real tunes end on a long note, the prior mostly on a
+  quarter or an eighth.
 
 Each statistic is standardised by its spread over training tunes. Melody ``i`` of a batch
 gets ``-w * sum_k z(mean_k) * z(f_ik)`` where ``z(x) = (x - target_k) / spread_k``: the gradient
@@ -31,7 +35,8 @@ from trainer.music_eval import _split_bars, window_features, windows
 NAMES = ("notes per bar", "rests per bar", "sixteenths", "eighths", "dotted eighths",
          "quarters", "dotted quarters", "half or longer", "window range", "window pitches",
          "window bar rhythms", "bar-line crossings per bar", "phrase-end rests",
-         "phrase-end long notes", "tonic share", "rests per bar, second half")
+         "phrase-end long notes", "tonic share", "rests per bar, second half", "mean pitch",
+         "pitch class B", "final note")
 Z_CLIP = 5.0        # one melody's z-score per statistic is clipped (rare events: tiny spread)
 _CLASSES = {1: 2, 2: 3, 3: 4, 4: 5, 6: 6, 8: 7, 12: 7, 16: 7}
 
@@ -64,6 +69,9 @@ def melody_stats(m: dict) -> np.ndarray:
         f[13] = np.mean([p is not None and d >= 4 for p, d in ends])
     pitches = [p for p, _ in m["notes"] if p is not None]
     f[14] = np.mean([p % 12 == (9 if m["minor"] else 0) for p in pitches]) if pitches else 0.0
+    f[16] = (np.mean(pitches) - 70) / 12 if pitches else 0.0
+    f[17] = np.mean([p % 12 == 11 for p in pitches]) if pitches else 0.0
+    f[18] = m["notes"][-1][1] / 16.0 if m["notes"] else 0.0
     return f
 
 
@@ -72,6 +80,15 @@ def window_stats(m: dict) -> np.ndarray:
     (feature matching: the features' means pulled toward the training tunes')."""
     wins = windows(m) or [list(m["notes"])]
     return np.mean([window_features(w, m["meter"]) for w in wins], axis=0)
+
+
+def position_stats(m: dict) -> np.ndarray:
+    """The two-sample test's window features of a melody's first and of its last 4-bar window,
+    side by side (feature matching by position: the opening toward real openings, the closing
+    toward real closings; a 4-bar melody's one window is both)."""
+    wins = windows(m) or [list(m["notes"])]
+    return np.concatenate([window_features(wins[0], m["meter"]),
+                           window_features(wins[-1], m["meter"])])
 
 
 def whole_bars(rec: dict) -> dict | None:
@@ -97,13 +114,22 @@ def opening(rec: dict, bars: int) -> dict | None:
     return excerpt(rec, bars)
 
 
-def targets(train_recs, bars: int | None = None, stats=melody_stats) -> dict:
-    """{"mean", "spread", "stats"} of ``stats`` (``melody_stats`` or ``window_stats``) over the
-    training folk tunes: whole tunes (whole bars) when ``bars`` is None, else their openings
-    of ``bars`` bars."""
+def frame(rec: dict, bars: int) -> dict | None:
+    """A tune's opening and closing, ``bars`` bars in all (``trainer.music_report.framed``):
+    cut exactly as the evaluation cuts the held-out tunes a generated melody is judged
+    against."""
+    from trainer.music_report import framed
+
+    return framed(rec, bars)
+
+
+def targets(train_recs, bars: int | None = None, stats=melody_stats, cut=opening) -> dict:
+    """{"mean", "spread", "stats"} of ``stats`` (``melody_stats``, ``window_stats`` or
+    ``position_stats``) over the training folk tunes: whole tunes (whole bars) when ``bars``
+    is None, else ``cut(tune, bars)`` (``opening`` or ``frame``)."""
     folk = [r for r in train_recs if r["style"] == "folk"]
-    cut = (whole_bars(r) if bars is None else opening(r, bars) for r in folk)
-    rows = [stats(m) for m in cut if m is not None]
+    tunes = (whole_bars(r) if bars is None else cut(r, bars) for r in folk)
+    rows = [stats(m) for m in tunes if m is not None]
     if not rows:                               # a tiny corpus without folk tunes: no pull
         n = len(stats({"notes": [(60, 4)], "meter": "4/4", "minor": False}))
         return {"mean": np.zeros(n), "spread": np.full(n, np.inf), "stats": stats}
@@ -111,9 +137,11 @@ def targets(train_recs, bars: int | None = None, stats=melody_stats) -> dict:
     return {"mean": rows.mean(0), "spread": np.maximum(rows.std(0), 1e-3), "stats": stats}
 
 
-def opening_targets(train_recs, bars_choices=(4, 8, 16), stats=melody_stats) -> dict:
-    """{bars: targets(train_recs, bars)}: each melody is compared with openings of its length."""
-    return {b: targets(train_recs, b, stats) for b in sorted(set(bars_choices))}
+def opening_targets(train_recs, bars_choices=(4, 8, 16), stats=melody_stats,
+                    cut=opening) -> dict:
+    """{bars: targets(train_recs, bars)}: each melody is compared with real tunes cut to its
+    length (``cut``: their openings, or with ``frame`` their openings and closings)."""
+    return {b: targets(train_recs, b, stats, cut) for b in sorted(set(bars_choices))}
 
 
 def _target_of(m: dict, target: dict) -> dict:
