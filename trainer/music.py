@@ -14,8 +14,9 @@ chorale melodies, tuned by reinforcement learning in the RL Tuner way.
    with the runtime's masks and ``top_p``, scores them with the music-theory rewards
    (``trainer.music_rewards``, per-note penalties as rates), a pull toward the training
    tunes' rhythm, range and structure statistics and toward their window-feature means
-   (``trainer.music_stats``; the openings of training tunes, as long as the melody) and a
-   discriminator trained on training tunes (``trainer.music_disc``), and takes a REINFORCE
+   (``trainer.music_stats``; training tunes cut like the melody: their opening and closing,
+   by window position, as the evaluation cuts the held-out tunes) and a discriminator
+   trained on training tunes (``trainer.music_disc``), and takes a REINFORCE
    step on ``E[reward] - kl * KL(policy || prior)`` (normalised advantages; the KL is exact
    over the allowed events; ``kl`` decays from ``kl_coef`` to ``kl_final``).
 4. **Export**: the tuned policy's single step ``(token, context, state) -> (logits, state)``
