@@ -15,7 +15,7 @@ onnxruntime), the rule policies and a random policy, plus text-level dialogues t
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +28,12 @@ from trainer.dialogue_sim import DialogueEnv, SimConfig
 KIND = "dialogue"
 DATA = ("No dataset: a seeded catalogue of restaurants and an agenda-based user simulator with "
         "a noisy NLU channel (trainer/dialogue_sim.py).")
+
+
+# the demonstrator: rule_policy with the parameters tune_rule chose on training users (mean
+# return, 3,000 users per grid point): read every booking back, no per-slot confirmation
+DEMO_RULE = {"threshold": 0.0, "booking_threshold": 0.0, "sloppy": None, "recheck": False,
+             "readback": 1.01, "readback_sloppy": None}
 
 
 @dataclass
@@ -43,9 +49,9 @@ class Config:
     learning_rate: float = 5e-4
     buffer_size: int = 100_000
     batch_size: int = 128
-    gamma: float = 0.97
+    gamma: float = 1.0                    # undiscounted, as the return the policies are judged by
     target_update_every: int = 500
-    start_epsilon: float = 1.0
+    start_epsilon: float = 0.2            # DQfD starts at the demonstrator's level (plain: 1.0)
     end_epsilon: float = 0.02
     exploration_fraction: float = 0.3
     learning_starts: int = 2000
@@ -54,6 +60,18 @@ class Config:
     num_envs: int = 8
     prioritized: bool = False
     checkpoint_every: int = 25_000
+    # DQfD (trainer.dqfd, Hester et al. 2018): demonstrations of a rule kept in the replay with
+    # a large-margin loss, n-step TD, pre-training; demo_transitions = 0 trains a plain DQN
+    demo_transitions: int = 60_000       # played by demo_rule on training users
+    demo_rule: dict = field(default_factory=lambda: dict(DEMO_RULE))
+    demo_pretrain_steps: int = 15_000    # gradient steps on the demonstrations only
+    demo_margin: float = 0.05            # in scaled reward units: half a turn
+    demo_lambda_n: float = 1.0
+    demo_lambda_e: float = 1.0
+    n_step: int = 4
+    demo_share: float = 0.25             # share of each batch from the demonstrations,
+    demo_share_min: float = 0.02         # decaying linearly to this
+    demo_decay_fraction: float = 0.5     # over this fraction of total_steps
     # evaluation
     eval_dialogues: int = 1000
     paired_dialogues: int = 10_000     # users per typo rate in the paired DQN-vs-rule runs
@@ -66,7 +84,7 @@ class Config:
 PROFILES = {
     "quick": Config(total_steps=3_000, learning_starts=500, hidden=(64, 64), buffer_size=5_000,
                     checkpoint_every=1_500, eval_dialogues=100, paired_dialogues=500,
-                    tune_dialogues=100,
+                    tune_dialogues=100, demo_transitions=1_000, demo_pretrain_steps=200,
                     exploration_fraction=0.5, int8=False),
     "full": Config(),
 }
@@ -113,8 +131,20 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
     def make_env(i: int) -> DialogueEnv:
         return ScaledRewardEnv(cat, sim, seed=cfg.seed * 1000 + i, scale=cfg.reward_scale)
 
-    q, history = train_dqn(make_env, _dqn_config(cfg), work_dir, strategy=strategy,
-                           action_mask_fn=mask_from_obs, progress_desc="dialogue dqn")
+    if cfg.demo_transitions > 0:
+        from trainer.dqfd import DemoConfig, train_dqfd
+        from trainer.dialogue_sim import tuned_rule
+
+        rule = tuned_rule(dict(cfg.demo_rule))
+        demo = DemoConfig(cfg.demo_transitions, cfg.demo_pretrain_steps, cfg.demo_margin,
+                          cfg.demo_lambda_n, cfg.demo_lambda_e, cfg.n_step, cfg.demo_share,
+                          cfg.demo_share_min, cfg.demo_decay_fraction)
+        q, history = train_dqfd(make_env, lambda env: rule(env.tracker), _dqn_config(cfg), demo,
+                                work_dir, action_mask_fn=mask_from_obs,
+                                progress_desc="dialogue dqfd")
+    else:
+        q, history = train_dqn(make_env, _dqn_config(cfg), work_dir, strategy=strategy,
+                               action_mask_fn=mask_from_obs, progress_desc="dialogue dqn")
     if common.is_chief(strategy):
         q.save_weights(str(work_dir / "q.weights.h5"))
         common.save_json(work_dir / "train_summary.json", {
