@@ -87,3 +87,24 @@ def test_rl_targets_use_the_same_cut():
     disc = Discriminator(recs, frames=True)
     assert disc.real.shape == (2 * 3, len(position_stats(f)) // 2 + 2)   # + position flags
     assert disc.real[:, -2].tolist() == [1, 0] * 3 and disc.real[:, -1].tolist() == [0, 1] * 3
+
+
+def test_rl_emphasis_weights_named_statistics():
+    from trainer.music import Config, _emphasis
+    from trainer.music_stats import NAMES, POSITION_NAMES, stats_rewards, targets
+
+    own, pos = _emphasis(Config(rl_emphasis=(("final note", 4), ("closing: longest event", 3))))
+    assert own[NAMES.index("final note")] == 4 and own.sum() == len(NAMES) + 3
+    assert pos[POSITION_NAMES.index("closing: longest event")] == 3 and pos.sum() == len(pos) + 2
+    assert _emphasis(Config()) == (None, None)
+    with pytest.raises(ValueError, match="unknown statistics"):
+        _emphasis(Config(rl_emphasis=(("final notes", 2),)))
+    recs = [tune(bars_of_quarters(60, 8)), tune(bars_of_quarters(62, 8)[:-1] + [(69, 4)])]
+    tg = targets(recs)
+    mels = [{"notes": [(60, 4)] * 31 + [(60, 2)], "meter": "4/4", "minor": False}] * 2
+    plain, gap = stats_rewards(mels, tg, 1.0)
+    scale = np.ones(len(NAMES))
+    scale[NAMES.index("final note")] = 3.0
+    scaled, _ = stats_rewards(mels, tg, 1.0, scale=scale)
+    z = np.clip((tg["stats"](mels[0]) - tg["mean"]) / tg["spread"], -5, 5)
+    assert scaled[0] - plain[0] == pytest.approx(-2.0 * z[-1] * gap[-1])

@@ -90,6 +90,8 @@ class Config:
     w_disc: float = 2.0                    # discriminator on training tunes (music_disc)
     w_features: float = 2.0                # match training tunes' window-feature means
     rl_gap_decay: float = 0.0              # moving average of the batch means (music_stats)
+    rl_emphasis: tuple = ()                # (statistic, factor) pairs: music_stats.NAMES, or
+                                           # POSITION_NAMES for the feature matching
     # evaluation
     eval_bars: int = 8
     eval_melodies: int = 600
@@ -253,6 +255,7 @@ def _train_rl(cfg: Config, work_dir: Path, policy, prior, train_recs, state) -> 
     else:
         target, feats = targets(train_recs), targets(train_recs, stats=window_stats)
     trackers = [GapTracker(cfg.rl_gap_decay) for _ in range(2)]
+    scales = _emphasis(cfg)
     disc = Discriminator(train_recs, cfg.seed, openings=cfg.rl_openings, frames=cfg.rl_frames,
                          holdout=cfg.rl_disc_holdout) if cfg.w_disc else None
     opt = tf.keras.optimizers.Adam(cfg.rl_lr)
@@ -265,8 +268,8 @@ def _train_rl(cfg: Config, work_dir: Path, policy, prior, train_recs, state) -> 
             rolls = rollouts(step_weights(policy), settings, rng, top_p=cfg.rl_top_p)
             rewards = batch_rewards(rolls, weights, cfg.rl_per_note_rates)[0]
             total = cfg.w_theory * rewards \
-                + stats_rewards(rolls, target, cfg.w_stats, trackers[0])[0] \
-                + stats_rewards(rolls, feats, cfg.w_features, trackers[1])[0]
+                + stats_rewards(rolls, target, cfg.w_stats, trackers[0], scales[0])[0] \
+                + stats_rewards(rolls, feats, cfg.w_features, trackers[1], scales[1])[0]
             if disc is not None:
                 total = total + cfg.w_disc * disc.rewards(rolls)
             adv = (total - total.mean()) / (total.std() + 1e-6)
@@ -284,6 +287,22 @@ def _train_rl(cfg: Config, work_dir: Path, policy, prior, train_recs, state) -> 
                 save_json(work_dir / "state.json", state)
     if cfg.rl_updates == 0:
         _save_weights(work_dir / "rl.npz", policy)
+
+
+def _emphasis(cfg: Config) -> tuple:
+    """(scale of music_stats.NAMES, scale of the feature matching's statistics, or None
+    each): ``cfg.rl_emphasis`` split by name."""
+    from trainer.music_stats import NAMES, POSITION_NAMES, emphasis
+
+    pairs = [tuple(p) for p in cfg.rl_emphasis]
+    known = set(NAMES) | (set(POSITION_NAMES) if cfg.rl_frames else set())
+    bad = [n for n, _ in pairs if n not in known]
+    if bad:
+        raise ValueError(f"rl_emphasis: unknown statistics {bad}")
+    own = [p for p in pairs if p[0] in NAMES]
+    pos = [p for p in pairs if p[0] not in NAMES]
+    return (emphasis(NAMES, own) if own else None,
+            emphasis(POSITION_NAMES, pos) if pos else None)
 
 
 def _save_curves(work_dir: Path, state: dict) -> None:

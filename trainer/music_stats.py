@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from runtime import music_vocab as V
-from trainer.music_eval import _split_bars, window_features, windows
+from trainer.music_eval import FEATURE_NAMES, _split_bars, window_features, windows
 
 NAMES = ("notes per bar", "rests per bar", "sixteenths", "eighths", "dotted eighths",
          "quarters", "dotted quarters", "half or longer", "window range", "window pitches",
@@ -151,11 +151,27 @@ def _target_of(m: dict, target: dict) -> dict:
     return target[min(target, key=lambda b: abs(b - bars))]
 
 
-def stats_rewards(melodies, target: dict, weight: float,
-                  tracker=None) -> tuple[np.ndarray, np.ndarray]:
+def emphasis(names, pairs) -> np.ndarray:
+    """Per-statistic weights (1 unless named): ``pairs`` of (name, factor), e.g. ("final
+    note", 3.0); an unknown name is a ValueError."""
+    names, scale = list(names), np.ones(len(names))
+    for name, factor in pairs:
+        if name not in names:
+            raise ValueError(f"no statistic named {name!r}")
+        scale[names.index(name)] = float(factor)
+    return scale
+
+
+POSITION_NAMES = ([f"opening: {n}" for n in FEATURE_NAMES]
+                  + [f"closing: {n}" for n in FEATURE_NAMES])
+
+
+def stats_rewards(melodies, target: dict, weight: float, tracker=None,
+                  scale=None) -> tuple[np.ndarray, np.ndarray]:
     """(reward per melody, batch-mean z-scores per statistic) for one batch (see above);
     ``target`` from ``targets`` or ``opening_targets`` (then by each melody's length);
-    ``tracker`` (``GapTracker``) smooths the batch means over updates."""
+    ``tracker`` (``GapTracker``) smooths the batch means over updates; ``scale`` (``emphasis``)
+    weights the statistics: the gradient of ``-w/2 * sum_k scale_k * z(mean_k)^2``."""
     out = np.zeros(len(melodies))
     folk = [i for i, m in enumerate(melodies) if m.get("style", "folk") == "folk"]
     first = _target_of(melodies[0], target) if melodies else target
@@ -167,7 +183,7 @@ def stats_rewards(melodies, target: dict, weight: float,
     gap = z.mean(0)
     if tracker is not None:                    # a running mean of the batch means: less noise
         gap = tracker.update(gap)
-    out[folk] = -weight * (z @ gap)
+    out[folk] = -weight * (z @ (gap if scale is None else gap * scale))
     return out, gap
 
 
