@@ -307,6 +307,8 @@ def _targets(metrics: dict) -> dict:
     rl = metrics["rl"]
     for key, (op, bound) in TARGETS.items():
         v = rl[key]
+        if key == "two_sample_auc" and "two_sample_auc_spread" in rl:
+            v = rl["two_sample_auc_spread"]["mean"]   # 9 runs, not one judge seed's figure
         out[key] = {"value": round(v, 4), "target": f"{op} {bound}",
                     "met": bool(v <= bound if op == "<=" else v >= bound)}
     out["rl_beats_prior_on_theory_reward"] = {
