@@ -108,3 +108,16 @@ def test_rl_emphasis_weights_named_statistics():
     scaled, _ = stats_rewards(mels, tg, 1.0, scale=scale)
     z = np.clip((tg["stats"](mels[0]) - tg["mean"]) / tg["spread"], -5, 5)
     assert scaled[0] - plain[0] == pytest.approx(-2.0 * z[-1] * gap[-1])
+
+
+def test_rl_progress_is_kept_with_emphasis_pairs(tmp_path):
+    # the saved config has lists where the Config has tuples: still the same config
+    from trainer.common import save_json
+    from trainer.music import Config, _state
+
+    cfg = Config(rl_emphasis=(("final note", 4.0), ("closing: longest event", 3.0)))
+    state = _state(cfg, tmp_path)
+    state.update(mle_done=True, rl_done=400)
+    save_json(tmp_path / "state.json", state)
+    assert _state(cfg, tmp_path)["rl_done"] == 400
+    assert _state(Config(), tmp_path)["rl_done"] == 0            # other pairs: RL restarts

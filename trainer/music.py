@@ -30,6 +30,7 @@ only; Adam restarts on resume) with ``state.json`` (config, progress, curves).
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -140,7 +141,7 @@ def _state(cfg: Config, work_dir: Path) -> dict:
     from trainer.common import load_json
 
     state = load_json(work_dir / "state.json")
-    cfg_json = asdict(cfg)
+    cfg_json = json.loads(json.dumps(asdict(cfg)))   # as saved: tuples become lists
     if state and state.get("config") != cfg_json \
             and _mle_part(state.get("config", {})) == _mle_part(cfg_json):
         state.update(config=cfg_json, rl_done=0, rl_reward=[], rl_kl=[])
