@@ -96,7 +96,7 @@ def test_rl_emphasis_weights_named_statistics():
     own, pos = _emphasis(Config(rl_emphasis=(("final note", 4), ("closing: longest event", 3))))
     assert own[NAMES.index("final note")] == 4 and own.sum() == len(NAMES) + 3
     assert pos[POSITION_NAMES.index("closing: longest event")] == 3 and pos.sum() == len(pos) + 2
-    assert _emphasis(Config()) == (None, None)
+    assert _emphasis(Config(rl_emphasis=())) == (None, None)
     with pytest.raises(ValueError, match="unknown statistics"):
         _emphasis(Config(rl_emphasis=(("final notes", 2),)))
     recs = [tune(bars_of_quarters(60, 8)), tune(bars_of_quarters(62, 8)[:-1] + [(69, 4)])]
@@ -120,4 +120,4 @@ def test_rl_progress_is_kept_with_emphasis_pairs(tmp_path):
     state.update(mle_done=True, rl_done=400)
     save_json(tmp_path / "state.json", state)
     assert _state(cfg, tmp_path)["rl_done"] == 400
-    assert _state(Config(), tmp_path)["rl_done"] == 0            # other pairs: RL restarts
+    assert _state(Config(rl_emphasis=()), tmp_path)["rl_done"] == 0   # other pairs: RL restarts

@@ -91,8 +91,10 @@ class Config:
     w_disc: float = 2.0                    # discriminator on training tunes (music_disc)
     w_features: float = 2.0                # match training tunes' window-feature means
     rl_gap_decay: float = 0.0              # moving average of the batch means (music_stats)
-    rl_emphasis: tuple = ()                # (statistic, factor) pairs: music_stats.NAMES, or
-                                           # POSITION_NAMES for the feature matching
+    rl_emphasis: tuple = (                 # (statistic, factor) pairs: music_stats.NAMES, or
+        ("final note", 4), ("mean pitch", 2), ("quarters", 2),   # POSITION_NAMES for the
+        ("closing: duration 4", 3), ("closing: pitch class 0", 3),  # feature matching: the
+        ("closing: mean pitch", 2), ("closing: longest event", 3))  # closings pulled harder
     # evaluation
     eval_bars: int = 8
     eval_melodies: int = 600
