@@ -45,8 +45,8 @@ SHORT = ("on 10,000 paired users at 20% typos the DQN succeeds in 0.9924 against
          "the DQN's demonstrator): difference -0.0014, standard error 0.0005 (8 users only the "
          "DQN serves, 22 only the rule); it skips the read-back of most booking changes, and "
          "some of those are wrong. The rule's own failures are misreadings the belief does not "
-         "show (a misread correction after 'yes, but', a rejection not understood), so a "
-         "policy on this belief can at best tie it")
+         "show (a misread correction after 'yes, but', a rejection not understood); "
+         "catching them needs better understanding, which would help the rule too")
 
 
 @pytest.mark.xfail(strict=True, reason=SHORT)
