@@ -193,15 +193,18 @@ def _training_excerpts(train_recs, settings, cfg) -> list[dict]:
 
 
 def auc_spread(make_set, first, reference, seed: int, offsets=(10000, 20000),
-               judges: int = 3) -> dict:
+               judges: int = 3, first_positions=None) -> dict:
     """The two-sample AUC over generation seed sets (``first`` made with seeds 0.., then
     ``make_set(offset)`` with seeds offset..) x judge seeds (folds, windows, forest): its
     mean and both spreads. One set of 600 melodies against the same reference moves the AUC
-    by ~0.01 from seed set to seed set, more than the judge's own seed does."""
+    by ~0.01 from seed set to seed set, more than the judge's own seed does.
+    ``first_positions``: ``position_aucs(first, reference, seed)`` if already measured (the
+    judge is deterministic, so it is not fitted again)."""
     rows = []
     for k, offset in enumerate((0,) + tuple(offsets)):
         mels = first if k == 0 else make_set(offset)
-        rows.append([position_aucs(mels, reference, seed=seed + j) for j in range(judges)])
+        rows.append([first_positions if k == 0 and j == 0 and first_positions is not None
+                     else position_aucs(mels, reference, seed=seed + j) for j in range(judges)])
     pos = np.array(rows)                       # set x judge x window position
     a = pos.mean(2)
     sd = float(a.mean(1).std(ddof=1))
@@ -282,10 +285,12 @@ def evaluate(cfg, work_dir: Path, models_dir: Path) -> dict:
         metrics[name] = m
     metrics["rl"]["two_sample_auc_spread"] = auc_spread(
         lambda off: _shipped(models_dir, settings, cfg.eval_bars, off)[0], sets["rl"], reference,
-        cfg.auc_seed)
+        cfg.auc_seed,
+        first_positions=metrics["rl"]["two_sample_auc_positions"])
     metrics["prior"]["two_sample_auc_spread"] = auc_spread(
         lambda off: _sampled(prior_step, cfg.hidden, settings, cfg.eval_bars, offset=off),
-        sets["prior"], reference, cfg.auc_seed)
+        sets["prior"], reference, cfg.auc_seed,
+        first_positions=metrics["prior"]["two_sample_auc_positions"])
     held_seqs = [music_data.to_tokens(r) for r in held_folk]
     nll = {"prior": heldout_nll(prior, held_seqs, cfg.max_len),
            "rl": heldout_nll(policy, held_seqs, cfg.max_len),
