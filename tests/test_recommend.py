@@ -469,11 +469,19 @@ def test_quick_profile_trains_exports_and_serves(tmp_path):
     x = np.random.default_rng(0).random((3, q.inputs[0].shape[-1])).astype(np.float32)
     np.testing.assert_array_equal(q(x).numpy(), rec.load_q(cfg, work, "dqn")(x).numpy())
     assert np.abs(q(x).numpy() - rec.make_q_network(cfg, "fresh")(x).numpy()).max() > 1e-3
-    # the runtime's slate is the top-k of the trained network's Q-values
+    # the runtime's slate is the top-k of the shipped score: the myopic (gamma 0) network's A
+    # plus the last rollout round's linear term, computed in the exported graph
+    from trainer.recommend_rollout import linear_term, load_fit
+
+    assert rec.shipped_run(cfg) == "rollout"
     cat = parse_catalogue(shipped)
     hist = [10, 20, 30]
-    obs = np.concatenate([np.zeros(cfg.n_items, np.float32), featurise(hist, cat)])[None]
-    qv = q(obs).numpy()[0]
+    state = featurise(hist, cat)[None]
+    obs = np.concatenate([np.zeros((1, cfg.n_items), np.float32), state], 1)
+    a = rec.load_q(cfg, work, "myopic")(obs).numpy()
+    coef = load_fit(work, cfg.rollout_rounds)["coef"]
+    assert np.abs(coef).max() > 0
+    qv = (a + linear_term(a, state, item_features(cat), coef, cfg.n_topics, cfg.embedding_dim))[0]
     qv[hist] = -np.inf
     slate = runtime.generate("recommend", history=hist, k=5, seed=0, models_dir=out)
     assert list(slate) == [int(i) for i in np.argsort(-qv)[:5]]
@@ -481,7 +489,8 @@ def test_quick_profile_trains_exports_and_serves(tmp_path):
     json.dumps(metrics)
     p = metrics["policies"]
     assert {"dqn", "dqn_int8", "random", "most_popular", "history_heuristic", "myopic_oracle",
-            "patient_oracle"} <= set(p)
+            "patient_oracle", "myopic_learned", "dqn_gamma", "rollout_round1"} <= set(p)
+    assert set(metrics["training"]["rollout"]) == {"round1", "round2"}
     assert p["random"]["coverage"] > 0.9 and p["most_popular"]["coverage"] < 0.5
     assert {"focused_topic_0", "mixed", "cold_start"} <= set(p["dqn"]["segments"])
     assert metrics["probes"]["skipped_items_back_in_next_slate"] == 0

@@ -14,11 +14,16 @@ the user clicked.  The served slate is the top-k by the same Q-values.  Double D
 returns, Huber loss, hard target updates.
 
 Two runs share the network and the trainer: ``myopic`` (gamma = 0, a one-step reward model)
-and ``dqn`` (gamma, n-step).  ``Config.ship`` picks the one that is exported; the other is
-evaluated next to it (the ablation).  Evaluation: ``trainer.recommend_eval``.
+and ``dqn`` (gamma, n-step; skipped when ``total_steps`` is 0).  Then the ``rollout`` stage
+(``trainer.recommend_rollout``): approximate policy iteration with rollout targets in the
+simulator, a least-squares fit of their long-term part on eight features, added to the myopic
+network's output.  ``Config.ship`` picks what is exported (default ``rollout``: the myopic
+network + the last round's linear term, one graph); the others are evaluated next to it (the
+ablations).  Evaluation: ``trainer.recommend_eval``.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,9 +76,10 @@ class Config:
     # belongs to the action (with 5-item slates the action's Q learned the reward of whatever
     # the user clicked: 0.75x the return of one-item training, see docs/kinds/recommend.md)
     train_slate_k: int = 1
-    # which trained run is exported and served: "dqn" (gamma) or "myopic" (gamma 0); the other
-    # one is evaluated next to it
-    ship: str = "myopic"
+    # which trained run is exported and served: "rollout" (the myopic network + the rollout
+    # stage's linear term), "dqn" (gamma) or "myopic" (gamma 0); the others are evaluated next
+    # to it
+    ship: str = "rollout"
     # learned myopic baseline: the same DQN with gamma = 0; 0 = skip it
     myopic_steps: int = 90_000
     # the DQN starts from the myopic network's weights (a one-step reward model) and is
@@ -82,6 +88,18 @@ class Config:
     # ablation: the same DQN trained from scratch for scratch_steps (0 = skip)
     scratch_steps: int = 0
     scratch_gamma: float = 0.95
+    # rollout stage (trainer.recommend_rollout): approximate policy iteration after the myopic
+    # run; rounds of states from the current policy's sessions on training users, rollout
+    # targets of the top / random candidates, a least-squares fit of their rollout part
+    rollout_rounds: int = 2
+    rollout_states: int = 1500       # states per round (about 1 s each on one core)
+    rollout_keep: float = 0.15       # probability that a session step is kept as a state
+    rollout_top: int = 10            # candidates: the current policy's top items ...
+    rollout_random: int = 10         # ... and random other allowed items
+    rollout_click: int = 3           # rollouts per candidate after a click on it
+    rollout_noclick: int = 6         # ... and after no click
+    rollout_terms: str = "all"       # "all" eight features, or "state": only those multiplied
+                                     # by A or the trust estimate
     # evaluation
     slate_k: int = 5
     eval_sessions: int = 600
@@ -90,10 +108,11 @@ class Config:
 
 
 PROFILES = {
-    "quick": Config(total_steps=3_000, learning_starts=500, buffer_size=10_000, hidden=(32, 32),
-                    embed_dim=16, item_hidden=16, pair_hidden=16, checkpoint_every=2_000,
-                    target_update_every=50, myopic_steps=0, scratch_steps=0, num_envs=8,
-                    eval_sessions=60,
+    "quick": Config(total_steps=1_500, learning_starts=500, buffer_size=10_000, hidden=(32, 32),
+                    embed_dim=16, item_hidden=16, pair_hidden=16, checkpoint_every=1_000,
+                    target_update_every=50, myopic_steps=1_500, scratch_steps=0, num_envs=8,
+                    rollout_states=16, rollout_top=3, rollout_random=2, rollout_click=1,
+                    rollout_noclick=1, rollout_keep=0.3, eval_sessions=60,
                     probe_histories=100, focused_per_topic=5),
     "full": Config(),
 }
@@ -189,11 +208,13 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
     make_env = lambda i: RecSimEnv(raw, sim)          # noqa: E731
     warm = cfg.init_from_myopic and cfg.myopic_steps > 0
     runs = [("myopic", 0.0, cfg.myopic_steps)] if cfg.myopic_steps > 0 else []
-    runs.append(("dqn", cfg.gamma, cfg.total_steps + (cfg.myopic_steps if warm else 0)))
+    if cfg.total_steps > 0 or not runs:
+        runs.append(("dqn", cfg.gamma, cfg.total_steps + (cfg.myopic_steps if warm else 0)))
     if cfg.scratch_steps > 0:
         runs.append(("dqn_scratch", cfg.scratch_gamma, cfg.scratch_steps))
     summary = {}
     for name, gamma, steps in runs:
+        t0 = time.time()
         if name == "dqn" and warm:
             _warm_start(work_dir / "myopic", work_dir / name)
         # gamma 0 needs no multi-step returns (the target is the reward either way)
@@ -205,19 +226,26 @@ def train(cfg: Config, work_dir: Path, *, strategy=None) -> None:
         rets = hist["episode_returns"]
         summary[name] = {"episodes": len(rets), "steps": hist.get("steps", 0),
                          "steps_per_second": hist["steps_per_second"],
+                         "seconds_this_process": round(time.time() - t0, 1),
                          "final_mean_return_train": float(np.mean(rets[-200:])) if rets else 0.0}
-        if name == "dqn":
+        if name == runs[-1][0]:
             save_learning_curve(work_dir / "learning_curve.png",
                                 {"episode return (train, eps-greedy, 5-item slates)": rets,
                                  "Huber loss per update": hist["losses"]},
-                                xlabel="episode | update", title="recommend DQN")
+                                xlabel="episode | update", title=f"recommend {name}")
+    if shipped_run(cfg) == "rollout":
+        from trainer.recommend_rollout import train as train_rollout
+
+        summary["rollout"] = train_rollout(cfg, work_dir)
     save_json(work_dir / "train_summary.json", summary)
 
 
 def shipped_run(cfg: Config) -> str:
-    """The run whose network is exported: ``cfg.ship`` ("dqn" or "myopic")."""
-    if cfg.ship not in ("dqn", "myopic"):
-        raise ValueError(f"ship must be 'dqn' or 'myopic', got {cfg.ship!r}")
+    """What is exported: ``cfg.ship`` ("rollout", "dqn" or "myopic")."""
+    if cfg.ship not in ("rollout", "dqn", "myopic"):
+        raise ValueError(f"ship must be 'rollout', 'dqn' or 'myopic', got {cfg.ship!r}")
+    if cfg.ship == "rollout" and (cfg.rollout_rounds <= 0 or cfg.myopic_steps <= 0):
+        raise ValueError("ship='rollout' needs myopic_steps > 0 and rollout_rounds > 0")
     if cfg.ship == "myopic" and cfg.myopic_steps <= 0:
         return "dqn"
     return cfg.ship
@@ -235,12 +263,31 @@ def load_q(cfg: Config, work_dir: Path, name: str):
     return q
 
 
-def score_function(q):
-    """The exported function: (state [B, S], items [N, F]) -> {"q": [B, N]}."""
+def shipped_scorer(cfg: Config, work_dir: Path):
+    """(the network, the rollout coefficients or None) of what ships."""
+    run = shipped_run(cfg)
+    if run != "rollout":
+        return load_q(cfg, work_dir, run), None
+    from trainer.recommend_rollout import load_fit
+
+    return load_q(cfg, work_dir, "myopic"), load_fit(work_dir, cfg.rollout_rounds)["coef"]
+
+
+def score_function(q, coef=None, cfg: Config | None = None):
+    """The exported function: (state [B, S], items [N, F]) -> {"q": [B, N]}; with ``coef``
+    (the rollout stage's fit) the score is A + theta . phi(A, state, items), A the network's."""
     layer = q.get_layer("q_pairq")
+    if coef is None:
+        def q_values(state, items):
+            return {"q": layer.score(state, items)}
+        return q_values
+    from keras import ops
+
+    from trainer.recommend_rollout import linear_term
 
     def q_values(state, items):
-        return {"q": layer.score(state, items)}
+        a = layer.score(state, items)
+        return {"q": a + linear_term(a, state, items, coef, cfg.n_topics, cfg.embedding_dim, ops)}
     return q_values
 
 
@@ -256,8 +303,11 @@ def _signature(cfg: Config) -> list:
 def tf_functions(cfg: Config, work_dir: Path | None) -> dict:
     """role -> (TensorFlow function, input signature) of what ships (the edge benchmark's
     TensorFlow row); ``work_dir=None``: freshly initialised weights of the same graph."""
-    q = load_q(cfg, work_dir, shipped_run(cfg)) if work_dir is not None else make_q_network(cfg, "q")
-    return {"q": (score_function(q), _signature(cfg))}
+    if work_dir is None:
+        q, coef = make_q_network(cfg, "q"), None
+    else:
+        q, coef = shipped_scorer(cfg, work_dir)
+    return {"q": (score_function(q, coef, cfg), _signature(cfg))}
 
 
 def _sample_inputs(cfg: Config, n: int = 8) -> list:
@@ -278,8 +328,8 @@ def export(cfg: Config, work_dir: Path, out_dir: Path) -> None:
     from trainer.export import export_tf_function, quantize_int8, write_entry, write_json
 
     out_dir = Path(out_dir)
-    q = load_q(cfg, work_dir, shipped_run(cfg))
-    e_q = export_tf_function(score_function(q), _signature(cfg), kind=KIND, role="q", out_dir=out_dir,
+    q, coef = shipped_scorer(cfg, work_dir)
+    e_q = export_tf_function(score_function(q, coef, cfg), _signature(cfg), kind=KIND, role="q", out_dir=out_dir,
                              sample_inputs=_sample_inputs(cfg))
     e_q8 = quantize_int8(e_q, kind=KIND, role="q_int8", out_dir=out_dir)
     e_cat = write_json(shipped_catalogue(catalogue(cfg)), kind=KIND, role="catalogue", out_dir=out_dir)
@@ -287,7 +337,9 @@ def export(cfg: Config, work_dir: Path, out_dir: Path) -> None:
                 notes="Q(state, item features): inputs state [B, S] = runtime.recommend_features."
                       "featurise(history, catalogue, engagement, skipped) and items [N, F] = "
                       "item_features(catalogue); any catalogue with the same n_topics and "
-                      "embedding_dim can be scored. Slate = top-k Q among allowed items.")
+                      "embedding_dim can be scored. Slate = top-k Q among allowed items. "
+                      "Shipped 'rollout': q = A + theta . phi(A, trust estimate, item features), "
+                      "A the one-step network (trainer.recommend_rollout).")
 
 
 def evaluate(cfg: Config, work_dir: Path, models_dir: Path) -> dict:

@@ -132,6 +132,22 @@ def _checkpoint_policies(cfg, work_dir: Path) -> dict:
         f = tf.function(lambda x, q=q: q(x, training=False))
         out[name] = score_policy(
             lambda envs, f=f: f(tf.constant(np.stack([e.observation() for e in envs]))).numpy())
+    if shipped_run(cfg) == "rollout" and cfg.rollout_rounds > 1:
+        out.update(_earlier_rounds(cfg, work_dir))
+    return out
+
+
+def _earlier_rounds(cfg, work_dir: Path) -> dict:
+    """``rollout_round<r>``: the one-step network + the linear term of an earlier round."""
+    from trainer.recommend import catalogue
+    from trainer.recommend_rollout import load_fit, one_step_network, policy_scores
+
+    a_fn, cat = one_step_network(cfg, work_dir), parse_catalogue(catalogue(cfg))
+    out = {}
+    for rnd in range(1, cfg.rollout_rounds):
+        fn = policy_scores(a_fn, load_fit(work_dir, rnd)["coef"], cat)
+        out[f"rollout_round{rnd}"] = score_policy(
+            lambda envs, fn=fn: fn(np.stack([e.state() for e in envs])))
     return out
 
 
@@ -161,7 +177,8 @@ def session_metrics(cfg, work_dir, models_dir) -> dict:
     for name, pol in policies(cfg, work_dir, models_dir).items():
         r = run_sessions(pol, raw, sim, cfg.eval_sessions, k, EVAL_SEED0)
         res = {key: round(v, 4) for key, v in r.items() if not key.startswith("_")}
-        if name not in ("dqn_int8", "random", "most_popular", "dqn_from_scratch"):   # time
+        if name not in ("dqn_int8", "random", "most_popular", "dqn_from_scratch") \
+                and not name.startswith("rollout_round"):                            # time
             res["segments"] = _segments(cfg, raw, sim, pol, k)
         results[name] = res
     # a catalogue the DQN never saw: scored from item features, no retraining
@@ -237,9 +254,11 @@ def evaluate(cfg, work_dir: Path, models_dir: Path) -> dict:
         "dqn_return_vs_myopic_learned": round(dqn / myopic, 4),
         "shipped_run": shipped_run(cfg),
         "gamma_dqn_return_vs_myopic_learned": round(gamma_run / myopic, 4),
-        "ablation": f"dqn = the shipped network (run {shipped_run(cfg)!r}); myopic_learned = "
-                    f"the same network and trainer with gamma 0; dqn_gamma = the same trained "
-                    f"with gamma {cfg.gamma} and {cfg.n_step}-step returns (when not shipped)",
+        "ablation": f"dqn = what ships (run {shipped_run(cfg)!r}: for 'rollout', the gamma 0 "
+                    f"network + the last rollout round's linear term); myopic_learned = the "
+                    f"network trained with gamma 0 alone (the horizon-1 ablation); dqn_gamma = "
+                    f"the same trained with gamma {cfg.gamma} and {cfg.n_step}-step returns (when "
+                    f"not shipped); rollout_round<r> = an earlier round's linear term",
         "dqn_return_vs_oracle": round(dqn / oracle, 4),
         "dqn_return_vs_myopic_oracle": round(dqn / p["myopic_oracle"]["mean_return"], 4),
         "dqn_return_vs_history_heuristic": round(dqn / p["history_heuristic"]["mean_return"], 4),

@@ -54,6 +54,7 @@ quality average: exact up to the trust draw and the decay of satiation on no-cli
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -223,10 +224,16 @@ class RecSimEnv:
         self.satiation = SATIATION_DECAY * self.satiation + self.cat.topics[i]
         self.trust += TRUST_RATE * (float(self.cat.quality[i]) - self.trust)
 
-    def step(self, action):
+    def step(self, action, pick: int | None = None):
+        """``pick``: force the user's choice (an index into the slate; ``len(slate)`` = no
+        click) instead of drawing it, for rollouts of one outcome (trainer.recommend_rollout)."""
         slate = self._check_slate(action)
         c, cat = self.cfg, self.cat
-        if len(slate) == 1:                                         # fast path: one-item slate
+        if pick is not None:
+            if not 0 <= int(pick) <= len(slate):
+                raise ValueError(f"pick must be in 0..{len(slate)}, got {pick!r}")
+            pick = int(pick)
+        elif len(slate) == 1:                                       # fast path: one-item slate
             p_click = 1.0 / (1.0 + math.exp(self._no_click - self._score[slate[0]]))
             pick = 0 if self._rng.random() < p_click else 1
         else:
@@ -266,6 +273,17 @@ class RecSimEnv:
         info = {"clicked": clicked, "budget": self.budget, "slate": slate,
                 "abandoned": self.abandoned}
         return self.observation(), reward, terminated, truncated, info
+
+    def clone(self, seed=None) -> "RecSimEnv":
+        """An independent copy of this session (hidden user state included); ``seed``: a fresh
+        random stream for the copy (None: a copy of this one's)."""
+        new = copy.copy(self)
+        for name in ("interest", "satiation", "consumed", "blocked"):
+            setattr(new, name, getattr(self, name).copy())
+        new.history, new.engagement = list(self.history), list(self.engagement)
+        new.skipped = list(self.skipped)
+        new._rng = np.random.default_rng(seed) if seed is not None else copy.deepcopy(self._rng)
+        return new
 
     # ----------------------------------------------------------------- model pieces
     def state(self) -> np.ndarray:
@@ -307,10 +325,13 @@ class RecSimEnv:
         """Watch time (minutes) if the user clicks each item."""
         return self._watch[np.asarray(items)]
 
+    def click_probs_alone(self) -> np.ndarray:
+        """P(click) of each item shown alone (a one-item slate; uses the hidden user state)."""
+        return 1.0 / (1.0 + np.exp(self._no_click - self._score))
+
     def myopic_values(self) -> np.ndarray:
         """One-step expected reward of showing each item alone (uses the hidden user state)."""
-        p = 1.0 / (1.0 + np.exp(self._no_click - self._score))
-        return p * self._watch
+        return self.click_probs_alone() * self._watch
 
     def _check_slate(self, action) -> np.ndarray:
         if isinstance(action, (int, np.integer)) and not isinstance(action, bool):
