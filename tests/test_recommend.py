@@ -491,6 +491,10 @@ def test_quick_profile_trains_exports_and_serves(tmp_path):
     assert {"dqn", "dqn_int8", "random", "most_popular", "history_heuristic", "myopic_oracle",
             "patient_oracle", "myopic_learned", "dqn_gamma", "rollout_round1"} <= set(p)
     assert set(metrics["training"]["rollout"]) == {"round1", "round2"}
+    paired = p["dqn"]["paired_minus"]["history_heuristic"]
+    assert np.isclose(paired["diff"], p["dqn"]["mean_return"] - p["history_heuristic"]["mean_return"],
+                      atol=2e-3) and paired["se"] > 0
+    assert "history_heuristic" in metrics["new_catalogue"]["dqn_paired_minus"]
     assert p["random"]["coverage"] > 0.9 and p["most_popular"]["coverage"] < 0.5
     assert {"focused_topic_0", "mixed", "cold_start"} <= set(p["dqn"]["segments"])
     assert metrics["probes"]["skipped_items_back_in_next_slate"] == 0

@@ -92,7 +92,7 @@ class Config:
     # run; rounds of states from the current policy's sessions on training users, rollout
     # targets of the top / random candidates, a least-squares fit of their rollout part
     rollout_rounds: int = 2
-    rollout_states: int = 1500       # states per round (about 1 s each on one core)
+    rollout_states: int = 3000       # states per round (0.6-1 s each on one core)
     rollout_keep: float = 0.15       # probability that a session step is kept as a state
     rollout_top: int = 10            # candidates: the current policy's top items ...
     rollout_random: int = 10         # ... and random other allowed items

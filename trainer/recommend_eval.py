@@ -173,24 +173,39 @@ def session_metrics(cfg, work_dir, models_dir) -> dict:
     from trainer.recommend import catalogue, sim_config
 
     raw, sim, k = catalogue(cfg), sim_config(cfg), cfg.slate_k
-    results = {}
+    results, returns = {}, {}
     for name, pol in policies(cfg, work_dir, models_dir).items():
         r = run_sessions(pol, raw, sim, cfg.eval_sessions, k, EVAL_SEED0)
+        returns[name] = r["_returns"]
         res = {key: round(v, 4) for key, v in r.items() if not key.startswith("_")}
         if name not in ("dqn_int8", "random", "most_popular", "dqn_from_scratch") \
                 and not name.startswith("rollout_round"):                            # time
             res["segments"] = _segments(cfg, raw, sim, pol, k)
         results[name] = res
+    results["dqn"]["paired_minus"] = paired_differences(returns)
     # a catalogue the DQN never saw: scored from item features, no retraining
     raw2 = catalogue(cfg, cfg.catalogue_seed + 1)
     cat2 = parse_catalogue(raw2)
-    new = {}
+    new, returns = {}, {}
     for name, pol in policies(cfg, work_dir, models_dir, cat2).items():
         if name in ("dqn", "random", "history_heuristic", "myopic_oracle", "patient_oracle"):
-            new[name] = round(run_sessions(pol, raw2, sim, cfg.eval_sessions // 2, k,
-                                           EVAL_SEED0 + 7_000_000)["mean_return"], 3)
+            r = run_sessions(pol, raw2, sim, cfg.eval_sessions // 2, k, EVAL_SEED0 + 7_000_000)
+            new[name], returns[name] = round(r["mean_return"], 3), r["_returns"]
     return {"policies": results, "new_catalogue": {"catalogue_seed": cfg.catalogue_seed + 1,
-                                                   "mean_return": new}}
+                                                   "mean_return": new,
+                                                   "dqn_paired_minus": paired_differences(returns)}}
+
+
+def paired_differences(returns: dict) -> dict:
+    """The shipped policy's return minus each other policy's on the same users (same seeds):
+    name -> {"diff": mean, "se": standard error of the mean paired difference}."""
+    base, out = returns["dqn"], {}
+    for name, r in returns.items():
+        if name != "dqn":
+            d = base - r
+            out[name] = {"diff": round(float(d.mean()), 3),
+                         "se": round(float(d.std(ddof=1) / np.sqrt(len(d))), 3) if len(d) > 1 else 0.0}
+    return out
 
 
 def _rng_histories(rng, n_items, n, lo=1, hi=10):
